@@ -83,6 +83,16 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     return ids.astype('<u4')[..., None].view(np.uint8)[..., :3].copy()
 
 
+def id_to_bgr(ids: np.ndarray) -> np.ndarray:
+    """Ids to ``[H, W, 3] uint8`` in OpenCV's BGR order, ready for ``cv2.imwrite``."""
+    import cv2
+
+    ids = np.ascontiguousarray(ids, dtype='<u4')
+    if ids.size and int(ids.max()) >= 1 << 24:
+        raise PanopticError('COCO panoptic ids must be in [0, 2^24)')
+    return cv2.cvtColor(ids[..., None].view(np.uint8), cv2.COLOR_RGBA2BGR)
+
+
 def read_id_png(path: str | Path) -> np.ndarray:
     """Read a COCO panoptic PNG into ``[H, W] uint32`` ids (OpenCV decode, no PIL)."""
     import cv2
@@ -99,6 +109,5 @@ def write_id_png(path: str | Path, ids: np.ndarray) -> None:
     """Write ``[H, W]`` ids as a COCO panoptic PNG."""
     import cv2
 
-    bgr = np.ascontiguousarray(id_to_rgb(ids)[..., ::-1])
-    if not cv2.imwrite(str(path), bgr):
+    if not cv2.imwrite(str(path), id_to_bgr(ids)):
         raise PanopticError(f'cannot write {path}')

@@ -1,0 +1,1 @@
+"""Datasets: Cityscapes (real or synthetic) and COCO panoptic, returning one sample type."""

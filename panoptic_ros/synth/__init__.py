@@ -1,0 +1,1 @@
+"""Synthetic street scenes with Cityscapes classes, written in the Cityscapes layout."""

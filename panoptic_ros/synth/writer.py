@@ -1,0 +1,138 @@
+"""``panoptic synth``: render scenes in parallel and write them in the Cityscapes layout.
+
+Layout (what cityscapesscripts and Cityscapes loaders read)::
+
+    leftImg8bit/<split>/<city>/<city>_<seq>_000019_leftImg8bit.png
+    gtFine/<split>/<city>/<city>_<seq>_000019_gtFine_{labelIds,instanceIds,color}.png
+    gtFine/cityscapes_panoptic_<split>.json
+    gtFine/cityscapes_panoptic_<split>/<city>_<seq>_000019_gtFine_panoptic.png
+
+Image ``i`` of seed ``s`` is drawn from ``numpy.random.default_rng([s, i])``, so the output is
+the same for any number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from panoptic_ros.errors import PanopticError
+
+CITIES = ('alderley', 'brookmere', 'castleton', 'dunmore')
+
+
+def image_name(i: int) -> tuple[str, str]:
+    """``(city, stem)`` of image ``i``, e.g. ``('alderley', 'alderley_000004_000019')``."""
+    city = CITIES[i % len(CITIES)]
+    return city, f'{city}_{i:06d}_000019'
+
+
+@lru_cache(maxsize=1)
+def _color_lut_bgr() -> np.ndarray:
+    """``[256, 1, 3] uint8`` BGR colour of each labelId, for ``cv2.LUT``."""
+    from cityscapesscripts.helpers.labels import labels
+
+    lut = np.zeros((256, 1, 3), np.uint8)
+    for lab in labels:
+        if lab.id >= 0:
+            lut[lab.id, 0] = lab.color[::-1]
+    return lut
+
+
+def _write_png(path: Path, array: np.ndarray, photo: bool = False) -> None:
+    import cv2
+
+    # Level 1 with the up filter and RLE for label images (flat regions), Huffman coding
+    # without filter for the noisy photo: 3-4x faster than OpenCV's default, files <15% larger.
+    strategy, filt = ((cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY, cv2.IMWRITE_PNG_FILTER_NONE)
+                      if photo else (cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER_UP))
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, strategy,
+              cv2.IMWRITE_PNG_FILTER, filt]
+    if not cv2.imwrite(str(path), array, params):
+        raise PanopticError(f'cannot write {path}')
+
+
+_STATE: dict = {}
+
+
+def _init(root: str, split: str, height: int, width: int, seed: int) -> None:
+    import cv2
+
+    from panoptic_ros.synth.scene import SceneRenderer
+
+    cv2.setNumThreads(1)
+    _STATE.update(root=Path(root), split=split, seed=seed,
+                  renderer=SceneRenderer(height, width))
+
+
+def _render_one(i: int) -> dict:
+    import cv2
+
+    from panoptic_ros.datasets.cityscapes_panoptic import instance_ids_to_panoptic
+    from panoptic_ros.encoding import id_to_bgr
+
+    root, split = _STATE['root'], _STATE['split']
+    image, label, instance = _STATE['renderer'].render(np.random.default_rng([_STATE['seed'], i]))
+    city, stem = image_name(i)
+    img_dir = root / 'leftImg8bit' / split / city
+    gt_dir = root / 'gtFine' / split / city
+    _write_png(img_dir / f'{stem}_leftImg8bit.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+               photo=True)
+    _write_png(gt_dir / f'{stem}_gtFine_labelIds.png', label)
+    _write_png(gt_dir / f'{stem}_gtFine_instanceIds.png', instance.astype(np.uint16))
+    _write_png(gt_dir / f'{stem}_gtFine_color.png',
+               cv2.LUT(cv2.merge([label, label, label]), _color_lut_bgr()))
+    ids, segments = instance_ids_to_panoptic(instance)
+    pan_dir = root / 'gtFine' / f'cityscapes_panoptic_{split}'
+    _write_png(pan_dir / f'{stem}_gtFine_panoptic.png', id_to_bgr(ids))
+    h, w = label.shape
+    return {'image': {'id': stem, 'file_name': f'{stem}_leftImg8bit.png', 'height': h,
+                      'width': w},
+            'annotation': {'image_id': stem, 'file_name': f'{stem}_gtFine_panoptic.png',
+                           'segments_info': segments}}
+
+
+def write_dataset(root: Path, split: str, num: int, height: int, width: int, seed: int,
+                  workers: int | None = None, progress: bool = True) -> dict:
+    """Render ``num`` scenes into ``root``; returns ``{'num', 'seconds', 'workers'}``."""
+    from panoptic_ros.datasets.cityscapes_panoptic import panoptic_categories
+    from panoptic_ros.fileio import atomic_write_json
+
+    if num < 1 or height < 64 or width < 64:
+        raise PanopticError(f'need num >= 1 and a size of at least 64x64, got num={num}, '
+                            f'{height}x{width}')
+    start = time.perf_counter()
+    for city in CITIES[:num]:
+        (root / 'leftImg8bit' / split / city).mkdir(parents=True, exist_ok=True)
+        (root / 'gtFine' / split / city).mkdir(parents=True, exist_ok=True)
+    (root / 'gtFine' / f'cityscapes_panoptic_{split}').mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(workers or os.cpu_count() or 1, num))
+    init_args = (str(root), split, height, width, seed)
+    if workers == 1:
+        _init(*init_args)
+        results = map(_render_one, range(num))
+        pool = None
+    else:
+        pool = get_context('fork').Pool(workers, _init, init_args)
+        results = pool.imap(_render_one, range(num), chunksize=4)
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=num, desc=f'synth {split}', unit='img')
+    try:
+        items = list(results)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    atomic_write_json(root / 'gtFine' / f'cityscapes_panoptic_{split}.json', {
+        'images': [it['image'] for it in items],
+        'annotations': [it['annotation'] for it in items],
+        'categories': panoptic_categories(),
+    }, indent=None)
+    return {'num': num, 'seconds': time.perf_counter() - start, 'workers': workers}
