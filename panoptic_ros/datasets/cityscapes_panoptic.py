@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from panoptic_ros.segments import segment_stats
+
 
 @lru_cache(maxsize=2)
 def _label_tables(use_train_id: bool):
@@ -51,26 +53,12 @@ def instance_ids_to_panoptic(instance_ids: np.ndarray, use_train_id: bool = Fals
         ``[x, y, w, h]``, ``iscrowd``), in increasing id order.
     """
     evaluated, things, category, _ = _label_tables(use_train_id)
-    if instance_ids.min() < 0:
-        raise ValueError('instanceIds images hold non-negative ids')
-    counts = np.bincount(instance_ids.ravel())           # ids < 2^16 in Cityscapes PNGs
-    uniq = np.flatnonzero(counts)
-    lut = np.zeros(len(counts), np.int32)
-    lut[uniq] = np.arange(len(uniq), dtype=np.int32)
-    inverse = lut[instance_ids]
+    uniq, area, bbox, _ = segment_stats(instance_ids)
     label = np.where(uniq < 1000, uniq, uniq // 1000)
-    keep = evaluated[np.clip(label, 0, 255)] & (label >= 0) & (label < 256)
-    seg_ids = np.where(keep, uniq, 0).astype(np.uint32)
-    ids = seg_ids[inverse]
-
-    h, w = instance_ids.shape
-    n = len(uniq)
-    area = counts[uniq]
-    cols = np.bincount((inverse * w + np.arange(w)[None, :]).ravel(), minlength=n * w)
-    rows = np.bincount((inverse * h + np.arange(h)[:, None]).ravel(), minlength=n * h)
-    cols, rows = cols.reshape(n, w) > 0, rows.reshape(n, h) > 0
-    x0, x1 = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
-    y0, y1 = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
+    keep = (label < 256) & evaluated[np.minimum(label, 255)]
+    lut = np.zeros(int(uniq[-1]) + 1, np.uint32)
+    lut[uniq[keep]] = uniq[keep]
+    ids = lut[instance_ids]
     segments = []
     for k in np.flatnonzero(keep):
         lab = int(label[k])
@@ -78,7 +66,7 @@ def instance_ids_to_panoptic(instance_ids: np.ndarray, use_train_id: bool = Fals
             'id': int(uniq[k]),
             'category_id': int(category[lab]),
             'area': int(area[k]),
-            'bbox': [int(x0[k]), int(y0[k]), int(x1[k] - x0[k] + 1), int(y1[k] - y0[k] + 1)],
+            'bbox': [int(v) for v in bbox[k]],
             'iscrowd': int(bool(things[lab]) and uniq[k] < 1000),
         })
     return ids, segments
