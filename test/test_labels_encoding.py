@@ -54,7 +54,7 @@ def test_panoptic_encoding_round_trip():
     rng = np.random.default_rng(0)
     sem = rng.integers(0, 19, (30, 40)).astype(np.uint8)
     sem[0] = 255
-    inst = np.where(sem >= 11, rng.integers(1, 999, (30, 40)), 0)
+    inst = np.where((sem >= 11) & (sem != 255), rng.integers(1, 999, (30, 40)), 0)
     pan = encode_panoptic(sem, inst, void_id=255)
     assert pan.dtype == np.int32 and np.all(pan[0] == -1)
     assert pan[5, 5] == int(sem[5, 5]) * 1000 + int(inst[5, 5])
