@@ -119,3 +119,28 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
                  '--pred-json', str(tmp_path / 'nope.json'), '--pred-dir', str(paths[3])])
     assert code == 2
     assert 'cannot read prediction JSON' in capsys.readouterr().err
+
+
+def test_forked_workers_after_opencv_use(tmp_path):
+    """Parallel evaluation and synthesis from a process that already ran OpenCV code.
+
+    OpenCV's thread pool does not survive fork; calling cv2.setNumThreads in such a child
+    hangs. Run in a subprocess with a timeout so a regression fails instead of hanging.
+    """
+    import subprocess
+    import sys
+
+    paths = write_cases(tmp_path / 'cases', [('noise', s) for s in range(8)])
+    code = (
+        'import sys, numpy as np, cv2\n'
+        'cv2.cvtColor(np.zeros((1024, 1024, 3), np.uint8), cv2.COLOR_BGR2RGBA)\n'
+        'from panoptic_ros.evaluation.pq_files import evaluate_files\n'
+        'from panoptic_ros.synth.writer import write_dataset\n'
+        'r, _ = evaluate_files(*sys.argv[1:5], workers=2)\n'
+        'write_dataset(__import__("pathlib").Path(sys.argv[5]), "val", 4, 64, 128, 0,\n'
+        '              workers=2, progress=False)\n'
+        'print("PQ", r["All"]["pq"])\n')
+    out = subprocess.run([sys.executable, '-c', code, *map(str, paths), str(tmp_path / 's')],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith('PQ')

@@ -48,9 +48,8 @@ _WORKER: dict = {}
 
 
 def _init_worker(categories: Mapping, gt_dir: str, pred_dir: str) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
+    # No cv2.setNumThreads here: in a forked child of a process that already ran OpenCV's
+    # thread pool it deadlocks (test_forked_workers_after_opencv_use).
     _WORKER.update(categories=categories, gt_dir=gt_dir, pred_dir=pred_dir)
 
 

@@ -61,11 +61,9 @@ _STATE: dict = {}
 
 
 def _init(root: str, split: str, height: int, width: int, seed: int) -> None:
-    import cv2
-
     from panoptic_ros.synth.scene import SceneRenderer
 
-    cv2.setNumThreads(1)
+    # No cv2.setNumThreads(1): it deadlocks in a forked child once the parent used OpenCV.
     _STATE.update(root=Path(root), split=split, seed=seed,
                   renderer=SceneRenderer(height, width))
 
