@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +71,14 @@ def make_predictions(gt_json: Path, gt_dir: Path, pred_dir: Path, seed: int = 0)
 def _decode(path: str) -> int:
     import cv2
 
-    return cv2.imread(path, cv2.IMREAD_COLOR).shape[0]
+    return cv2.imread(path, cv2.IMREAD_UNCHANGED).shape[0]
 
 
 def decode_floor(files: list[str]) -> float:
+    from panoptic_ros.parallel import process_pool
+
     start = time.perf_counter()
-    with get_context('fork').Pool(os.cpu_count()) as pool:
+    with process_pool(os.cpu_count()) as pool:
         list(pool.imap_unordered(_decode, files, chunksize=4))
     return time.perf_counter() - start
 
@@ -89,24 +90,24 @@ def timed(cmd: list[str]) -> float:
 
 
 def in_memory_ms(gt_json: Path, gt_dir: Path, pred_json: Path, pred_dir: Path) -> list[float]:
-    import cv2
-
     from panoptic_ros.encoding import read_id_png
     from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
+    from panoptic_ros.parallel import opencv_single_threaded
 
-    cv2.setNumThreads(1)
     gt = json.loads(gt_json.read_text())
     preds = {a['image_id']: a for a in json.loads(pred_json.read_text())['annotations']}
     acc = PQAccumulator({c['id']: c for c in gt['categories']})
     times = []
-    for ann in gt['annotations']:
-        pa = preds[ann['image_id']]
-        g, p = read_id_png(gt_dir / ann['file_name']), read_id_png(pred_dir / pa['file_name'])
-        gs = SegmentTable.from_segments_info(ann['segments_info'], True)
-        ps = SegmentTable.from_segments_info(pa['segments_info'], False)
-        start = time.perf_counter()
-        acc.add(g, gs, p, ps)
-        times.append((time.perf_counter() - start) * 1e3)
+    with opencv_single_threaded():
+        for ann in gt['annotations']:
+            pa = preds[ann['image_id']]
+            g = read_id_png(gt_dir / ann['file_name'])
+            p = read_id_png(pred_dir / pa['file_name'])
+            gs = SegmentTable.from_segments_info(ann['segments_info'], True)
+            ps = SegmentTable.from_segments_info(pa['segments_info'], False)
+            start = time.perf_counter()
+            acc.add(g, gs, p, ps)
+            times.append((time.perf_counter() - start) * 1e3)
     return times
 
 

@@ -144,3 +144,27 @@ def test_forked_workers_after_opencv_use(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith('PQ')
+
+
+def test_workers_run_opencv_single_threaded_and_parent_setting_is_restored():
+    import subprocess
+    import sys
+
+    code = (
+        'import os, sys\n'
+        'from panoptic_ros.parallel import process_pool\n'
+        'def n(_):\n'
+        '    import cv2\n'
+        '    return cv2.getNumThreads()\n'
+        'with process_pool(2) as p:\n'
+        '    before = p.map(n, range(4))\n'
+        'assert "OPENCV_FOR_THREADS_NUM" not in os.environ\n'
+        'import cv2\n'
+        'cv2.setNumThreads(2)\n'
+        'with process_pool(2) as p:\n'
+        '    after = p.map(n, range(4))\n'
+        'print(before, after, cv2.getNumThreads())\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split('\n')[0] == '[1, 1, 1, 1] [1, 1, 1, 1] 2'

@@ -13,9 +13,10 @@ Follows cityscapesscripts' ``evalPanopticSemanticLabeling`` and COCO panopticapi
 * a predicted id in the image but not in the JSON, in the JSON but not in the image, or with a
   category not in the ground-truth categories is an error.
 
-Per image, ids are compacted to small segment codes with a lookup table, one joint histogram
-of the two code images gives every intersection at once (no loop over pixels or segments), and
-matching is a ``[G, P]`` matrix operation.
+Per image, one joint histogram of segment codes gives every intersection at once: computed over
+the runs of equal (ground truth, prediction) pixel pairs (label images are mostly long runs), or
+for noisy maps over pixels with a lookup table; no loop over pixels or segments. Matching is a
+``[G, P]`` matrix operation.
 """
 
 from __future__ import annotations
@@ -82,17 +83,24 @@ class SegmentTable:
         return len(self.ids)
 
 
-def _compact(ids: np.ndarray, seg_ids: np.ndarray, void: int) -> np.ndarray:
-    """Map an id image to codes: 0 unknown id, ``1..S`` the segments in order, ``S+1`` void.
+def _codes(values: np.ndarray, seg_ids: np.ndarray, void: int) -> np.ndarray:
+    """Map ids to codes: 0 unknown id, ``1..S`` the segments in order, ``S+1`` void.
 
-    Args:
-        ids: ``[H, W]`` integer id image.
-        seg_ids: ``[S] int64`` known segment ids (unique).
-        void: the id of void pixels.
-
-    Returns:
-        ``[H, W] uint8`` (``S + 2 <= 256``) or ``uint16``/``int64`` codes.
+    Any integer ids (negative, huge); meant for small arrays (run values).
     """
+    n = len(seg_ids)
+    codes = np.zeros(values.shape, np.int64)
+    if n:
+        order = np.argsort(seg_ids)
+        pos = np.minimum(np.searchsorted(seg_ids[order], values), n - 1)
+        hit = seg_ids[order][pos] == values
+        codes[hit] = order[pos[hit]] + 1
+    codes[values == void] = n + 1
+    return codes
+
+
+def _compact(ids: np.ndarray, seg_ids: np.ndarray, void: int) -> np.ndarray:
+    """:func:`_codes` for whole images: ``[H*W]`` ids to ``uint8``/``uint16`` codes."""
     n = len(seg_ids)
     dtype = np.uint8 if n + 2 <= 256 else (np.uint16 if n + 2 <= 65536 else np.int64)
     lo = int(ids.min()) if ids.size else 0
@@ -104,27 +112,60 @@ def _compact(ids: np.ndarray, seg_ids: np.ndarray, void: int) -> np.ndarray:
         if 0 <= void <= hi:
             lut[void] = n + 1
         return np.take(lut, ids)
-    # Ids beyond a lookup table (negative or huge): sort-based inverse, slower but general.
     uniq, inverse = np.unique(ids, return_inverse=True)
-    codes = np.zeros(len(uniq), np.int64)
-    if n:
-        order = np.argsort(seg_ids)
-        pos = np.minimum(np.searchsorted(seg_ids[order], uniq), n - 1)
-        hit = seg_ids[order][pos] == uniq
-        codes[hit] = order[pos[hit]] + 1
-    codes[uniq == void] = n + 1
-    return codes.astype(dtype)[inverse.reshape(ids.shape)]
+    return _codes(uniq, seg_ids, void).astype(dtype)[inverse.reshape(ids.shape)]
 
 
-def _joint_histogram(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> np.ndarray:
-    """``[na, nb] int64`` counts of each (a, b) code pair over the pixels."""
-    if a.dtype == np.uint8 and b.dtype == np.uint8 and a.size < (1 << 24):
+def _pair_runs(a: np.ndarray, b: np.ndarray, max_runs: int):
+    """Start and length of the runs of equal ``(a, b)`` pairs in two flat arrays.
+
+    Label images are mostly long runs of one id, so the joint histogram over runs (tens of
+    thousands) is much cheaper than over pixels (millions). Returns None when there are more
+    than ``max_runs`` runs (noisy maps), where the per-pixel path is faster.
+    """
+    change = np.empty(a.size, bool)
+    change[:1] = True
+    np.not_equal(a[1:], a[:-1], out=change[1:])
+    change[1:] |= b[1:] != b[:-1]
+    starts = np.flatnonzero(change)
+    if len(starts) > max_runs:
+        return None
+    return starts, np.diff(starts, append=a.size)
+
+
+def confusion(gt_ids: np.ndarray, gt_seg_ids: np.ndarray, pred_ids: np.ndarray,
+              pred_seg_ids: np.ndarray, void: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel counts of every (ground-truth code, predicted code) pair.
+
+    Args:
+        gt_ids, pred_ids: ``[H, W]`` id images of equal shape.
+        gt_seg_ids, pred_seg_ids: ``[G]``, ``[P]`` segment ids (codes ``1..G``, ``1..P``).
+        void: the void id (code ``G+1`` / ``P+1``); other ids not listed get code 0.
+
+    Returns:
+        ``conf [G+2, P+2] int64`` and ``unknown_pred [K]`` predicted ids with code 0.
+    """
+    g, p = gt_ids.ravel(), pred_ids.ravel()
+    ng, npr = len(gt_seg_ids) + 2, len(pred_seg_ids) + 2
+    runs = _pair_runs(g, p, max_runs=g.size // 4)
+    if runs is not None:
+        starts, lengths = runs
+        gc = _codes(g[starts], gt_seg_ids, void)
+        pc = _codes(p[starts], pred_seg_ids, void)
+        conf = np.bincount(gc * npr + pc, weights=lengths, minlength=ng * npr)
+        unknown = np.unique(p[starts][pc == 0])
+        return conf.astype(np.int64).reshape(ng, npr), unknown
+    gc = _compact(g, gt_seg_ids, void)
+    pc = _compact(p, pred_seg_ids, void)
+    if gc.dtype == np.uint8 and pc.dtype == np.uint8 and g.size < (1 << 24):
         import cv2
 
-        hist = cv2.calcHist([a, b], [0, 1], None, [na, nb], [0, na, 0, nb])
-        return hist.astype(np.int64)
-    joint = a.astype(np.int64).ravel() * nb + b.ravel()
-    return np.bincount(joint, minlength=na * nb).reshape(na, nb)
+        conf = cv2.calcHist([gc, pc], [0, 1], None, [ng, npr], [0, ng, 0, npr])
+    else:
+        conf = np.bincount(gc.astype(np.int64) * npr + pc, minlength=ng * npr)
+    conf = conf.astype(np.int64).reshape(ng, npr)
+    unknown = np.unique(p[pc == 0]) if conf[:, 0].any() else p[:0]
+    return conf, unknown
 
 
 class PQAccumulator:
@@ -180,15 +221,11 @@ class PQAccumulator:
                 raise PanopticError(f'image {image_id!r}: segment id {void} is reserved for '
                                     f'void in the {name}')
         ng, npr = len(gt), len(pred)
-        g = _compact(gt_ids, gt.ids, void)
-        p = _compact(pred_ids, pred.ids, void)
-        conf = _joint_histogram(g, ng + 2, p, npr + 2)
-
-        pred_in_image = conf.sum(axis=0)
-        if pred_in_image[0]:
-            unknown = np.unique(pred_ids[p == 0])
+        conf, unknown = confusion(gt_ids, gt.ids, pred_ids, pred.ids, void)
+        if len(unknown):
             raise PanopticError(f'image {image_id!r}: segment ids {unknown[:10].tolist()} are in '
                                 'the prediction PNG but not in its JSON')
+        pred_in_image = conf.sum(axis=0)
         pred_area = pred_in_image[1:npr + 1]
         if np.any(pred_area == 0):
             missing = pred.ids[pred_area == 0]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
+from panoptic_ros.parallel import opencv_single_threaded, process_pool
 
 
 def load_json(path: str | Path, what: str) -> dict:
@@ -48,8 +48,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(categories: Mapping, gt_dir: str, pred_dir: str) -> None:
-    # No cv2.setNumThreads here: in a forked child of a process that already ran OpenCV's
-    # thread pool it deadlocks (test_forked_workers_after_opencv_use).
     _WORKER.update(categories=categories, gt_dir=gt_dir, pred_dir=pred_dir)
 
 
@@ -89,13 +87,15 @@ def evaluate_files(gt_json_path: str | Path, gt_dir: str | Path, pred_json_path:
     workers = max(1, min(workers or os.cpu_count() or 1, len(pairs)))
     if workers == 1 or len(pairs) <= 1:
         _init_worker(categories, str(gt_dir), str(pred_dir))
-        acc.load_state(_eval_chunk(pairs))
+        with opencv_single_threaded():
+            acc.load_state(_eval_chunk(pairs))
         return acc.summarize(), categories
-    # Small chunks keep both cores busy to the end; each returns only four short arrays.
-    chunk = max(1, min(8, len(pairs) // (workers * 4)))
+    # Chunks of one or two pairs keep every core busy to the end (a pair decodes in ~50 ms at
+    # 1024x2048, so one leftover chunk of eight would idle a core for 0.4 s); each returns only
+    # four short arrays.
+    chunk = 1 if len(pairs) < 64 * workers else 2
     chunks = [pairs[i:i + chunk] for i in range(0, len(pairs), chunk)]
-    with get_context('fork').Pool(workers, _init_worker,
-                                  (categories, str(gt_dir), str(pred_dir))) as pool:
+    with process_pool(workers, _init_worker, (categories, str(gt_dir), str(pred_dir))) as pool:
         for state in pool.imap_unordered(_eval_chunk, chunks):
             part = PQAccumulator(categories)
             part.load_state(state)

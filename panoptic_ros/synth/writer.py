@@ -13,15 +13,16 @@ the same for any number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from functools import lru_cache
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.parallel import opencv_single_threaded, process_pool
 
 CITIES = ('alderley', 'brookmere', 'castleton', 'dunmore')
 
@@ -63,7 +64,6 @@ _STATE: dict = {}
 def _init(root: str, split: str, height: int, width: int, seed: int) -> None:
     from panoptic_ros.synth.scene import SceneRenderer
 
-    # No cv2.setNumThreads(1): it deadlocks in a forked child once the parent used OpenCV.
     _STATE.update(root=Path(root), split=split, seed=seed,
                   renderer=SceneRenderer(height, width))
 
@@ -111,23 +111,26 @@ def write_dataset(root: Path, split: str, num: int, height: int, width: int, see
     (root / 'gtFine' / f'cityscapes_panoptic_{split}').mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, num))
     init_args = (str(root), split, height, width, seed)
-    if workers == 1:
-        _init(*init_args)
-        results = map(_render_one, range(num))
-        pool = None
-    else:
-        pool = get_context('fork').Pool(workers, _init, init_args)
-        results = pool.imap(_render_one, range(num), chunksize=4)
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        results = tqdm(results, total=num, desc=f'synth {split}', unit='img')
-    try:
-        items = list(results)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+        bar = tqdm(total=num, desc=f'synth {split}', unit='img')
+    items = []
+    with contextlib.ExitStack() as stack:
+        if workers == 1:
+            stack.enter_context(opencv_single_threaded())
+            _init(*init_args)
+            results = map(_render_one, range(num))
+        else:
+            pool = stack.enter_context(process_pool(workers, _init, init_args))
+            results = pool.imap(_render_one, range(num), chunksize=4)
+        for item in results:
+            items.append(item)
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
     atomic_write_json(root / 'gtFine' / f'cityscapes_panoptic_{split}.json', {
         'images': [it['image'] for it in items],
         'annotations': [it['annotation'] for it in items],
