@@ -46,10 +46,22 @@ def _opencv_threads_env() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def process_pool(workers: int, initializer: Callable | None = None,
-                 initargs: tuple = ()) -> Iterator:
-    """A forked ``multiprocessing.Pool`` whose workers run OpenCV single-threaded."""
-    single = opencv_single_threaded() if 'cv2' in sys.modules else _opencv_threads_env()
+def process_pool(workers: int, initializer: Callable | None = None, initargs: tuple = (),
+                 opencv_single: bool = True) -> Iterator:
+    """A forked ``multiprocessing.Pool``.
+
+    Args:
+        workers: processes.
+        initializer, initargs: run once in each worker.
+        opencv_single: workers run OpenCV on one thread (decode-bound work). False keeps
+            OpenCV's default threads, which helps work that alternates Python and OpenCV.
+    """
+    if not opencv_single:
+        single = contextlib.nullcontext()
+    elif 'cv2' in sys.modules:
+        single = opencv_single_threaded()
+    else:
+        single = _opencv_threads_env()
     with single:
         pool = get_context('fork').Pool(workers, initializer, initargs)
         try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from panoptic_ros.errors import PanopticError
-from panoptic_ros.parallel import opencv_single_threaded, process_pool
+from panoptic_ros.parallel import process_pool
 
 CITIES = ('alderley', 'brookmere', 'castleton', 'dunmore')
 
@@ -119,11 +119,12 @@ def write_dataset(root: Path, split: str, num: int, height: int, width: int, see
     items = []
     with contextlib.ExitStack() as stack:
         if workers == 1:
-            stack.enter_context(opencv_single_threaded())
             _init(*init_args)
             results = map(_render_one, range(num))
         else:
-            pool = stack.enter_context(process_pool(workers, _init, init_args))
+            # rendering alternates Python drawing and OpenCV calls: OpenCV keeps its threads
+            pool = stack.enter_context(process_pool(workers, _init, init_args,
+                                                    opencv_single=False))
             results = pool.imap(_render_one, range(num), chunksize=4)
         for item in results:
             items.append(item)
