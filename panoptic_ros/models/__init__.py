@@ -1,0 +1,1 @@
+"""Segmentation models: registry, backbones, necks and the architectures."""

@@ -1,0 +1,1 @@
+"""Backbone trunks that turn an image into multi-scale feature maps."""

@@ -1,0 +1,137 @@
+"""The dense-detections network (paper section 4): ResNet-FPN and a unified panoptic head.
+
+``forward`` returns raw tensors only; :mod:`.postprocess` turns them into a
+:class:`~panoptic_ros.models.result.PanopticResult`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from panoptic_ros.models.backbones.resnet import build_resnet
+from panoptic_ros.models.necks.fpn import FPN
+from panoptic_ros.models.registry import register_model
+
+# torchvision's ImageNet normalisation (the backbones' weights expect it), in 0-255 units.
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def _tower(channels: int, convs: int, groups: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(convs):
+        layers += [nn.Conv2d(channels, channels, 3, padding=1),
+                   nn.GroupNorm(groups, channels), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class UnifiedPanopticHead(nn.Module):
+    """Per-level dense boxes and global levelness/semantics (section 4.2, figure 3).
+
+    Args:
+        channels: FPN channels.
+        num_things: box classes (thing classes).
+        num_classes: semantic classes (stuff + things).
+        strides: FPN strides, finest first.
+        tower_convs: Conv+GroupNorm+ReLU blocks per tower (4 in the paper).
+    """
+
+    def __init__(self, *, channels: int, num_things: int, num_classes: int,
+                 strides: Sequence[int], tower_convs: int = 4, groups: int = 32,
+                 prior_prob: float = 0.01) -> None:
+        super().__init__()
+        self.strides = tuple(strides)
+        self.loc_tower = _tower(channels, tower_convs, groups)
+        self.sem_tower = _tower(channels, tower_convs, groups)
+        self.box_reg = nn.Conv2d(channels, 4, 3, padding=1)
+        self.centerness = nn.Conv2d(channels, 1, 3, padding=1)
+        self.box_cls = nn.Conv2d(channels, num_things, 3, padding=1)
+        self.scales = nn.Parameter(torch.ones(len(self.strides)))
+        # one layer each on the concatenated, upsampled tower features (1x1: the concatenation
+        # has len(strides) * channels channels at 1/4 resolution)
+        self.levelness = nn.Conv2d(channels * len(self.strides), len(self.strides) + 1, 1)
+        self.semantic = nn.Conv2d(channels * len(self.strides), num_classes, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+        nn.init.constant_(self.box_cls.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    def forward(self, features: list[torch.Tensor], image_size: tuple[int, int]) -> dict:
+        """
+        Args:
+            features: FPN maps ``[N, channels, H/s, W/s]`` for each stride.
+            image_size: ``(H, W)`` of the network input.
+
+        Returns:
+            ``box_reg``: per level ``[N, 4, h, w]`` distances ``l, t, r, b`` in pixels (>= 0);
+            ``centerness``: per level ``[N, 1, h, w]`` logits; ``box_cls``: per level
+            ``[N, T, h, w]`` logits; ``levelness``: ``[N, L + 1, H/4, W/4]`` logits (0 =
+            background); ``semantic``: ``[N, C, H/4, W/4]`` logits.
+        """
+        size = (math.ceil(image_size[0] / 4), math.ceil(image_size[1] / 4))
+        box_reg, centerness, box_cls, loc_up, sem_up = [], [], [], [], []
+        for i, (f, stride) in enumerate(zip(features, self.strides)):
+            loc = self.loc_tower(f)
+            sem = self.sem_tower(f)
+            box_reg.append(F.relu(self.box_reg(loc) * self.scales[i]) * stride)
+            centerness.append(self.centerness(loc))
+            box_cls.append(self.box_cls(sem))
+            loc_up.append(F.interpolate(loc, size=size, mode='bilinear', align_corners=False))
+            sem_up.append(F.interpolate(sem, size=size, mode='bilinear', align_corners=False))
+        return {'box_reg': box_reg, 'centerness': centerness, 'box_cls': box_cls,
+                'levelness': self.levelness(torch.cat(loc_up, 1)),
+                'semantic': self.semantic(torch.cat(sem_up, 1))}
+
+
+class DenseDetections(nn.Module):
+    """ResNet-FPN with the unified panoptic head; input normalisation inside the graph.
+
+    Args:
+        num_classes: semantic classes.
+        thing_classes: semantic class id of each box class (``[T]``), e.g. Cityscapes
+            trainIds 11-18.
+        backbone_depth: 18, 34 or 50.
+        backbone_weights: torchvision-format ImageNet weights file, or None (from scratch).
+        fpn_channels: 256 in the paper.
+    """
+
+    def __init__(self, *, num_classes: int, thing_classes: Sequence[int], backbone_depth: int = 50,
+                 backbone_weights: str | None = None, fpn_channels: int = 256,
+                 tower_convs: int = 4) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.register_buffer('thing_classes', torch.tensor(list(thing_classes), dtype=torch.long),
+                             persistent=False)
+        self.register_buffer('pixel_mean', torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer('pixel_std', torch.tensor(PIXEL_STD).view(1, 3, 1, 1),
+                             persistent=False)
+        self.backbone = build_resnet(backbone_depth, weights=backbone_weights)
+        self.fpn = FPN(self.backbone.out_channels, fpn_channels)
+        self.strides = tuple(self.fpn.strides)
+        self.head = UnifiedPanopticHead(channels=fpn_channels, num_things=len(thing_classes),
+                                        num_classes=num_classes, strides=self.strides,
+                                        tower_convs=tower_convs)
+
+    def forward(self, images: torch.Tensor) -> dict:
+        """
+        Args:
+            images: ``[N, 3, H, W]`` RGB, 0-255 (any float or uint8 dtype).
+
+        Returns:
+            The raw outputs of :class:`UnifiedPanopticHead`.
+        """
+        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        return self.head(self.fpn(self.backbone(x)), tuple(images.shape[-2:]))
+
+
+@register_model('dense_detections')
+def build_dense_detections(**kwargs) -> DenseDetections:
+    """Registry builder; keyword arguments are those of :class:`DenseDetections`."""
+    return DenseDetections(**kwargs)

@@ -1,0 +1,1 @@
+"""Necks that turn backbone feature maps into a feature pyramid."""
