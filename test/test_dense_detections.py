@@ -1,0 +1,145 @@
+"""Dense-detections model: registry build, raw outputs, targets, and inference end to end."""
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros.datasets.cityscapes import CityscapesDataset
+from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
+from panoptic_ros.labels import cityscapes
+from panoptic_ros.models.dense_detections.postprocess import DenseDetectionsPostprocess
+from panoptic_ros.models.dense_detections.targets import compute_targets
+from panoptic_ros.models.registry import available_models, build_model, register_model
+from panoptic_ros.errors import PanopticError
+from panoptic_ros.synth.writer import write_dataset
+
+STRIDES = (8, 16, 32, 64, 128)
+LABELS = cityscapes()
+THING_INDEX = torch.full((19,), -1, dtype=torch.long)
+THING_INDEX[LABELS.thing_ids] = torch.arange(8)
+THINGS = torch.tensor(LABELS.thing_ids)
+IS_THING = torch.tensor(LABELS.is_thing)
+
+
+def small_model():
+    return build_model('dense_detections', num_classes=19, thing_classes=LABELS.thing_ids,
+                       backbone_depth=18, fpn_channels=64, tower_convs=2)
+
+
+def test_registry():
+    assert 'dense_detections' in available_models()
+    with pytest.raises(PanopticError, match='already registered'):
+        register_model('dense_detections')(lambda: None)
+    with pytest.raises(PanopticError, match="unknown model 'nope'"):
+        build_model('nope')
+    with pytest.raises(PanopticError, match='bad config arguments'):
+        build_model('dense_detections', num_classes=19, thing_classes=[11], colour='red')
+
+
+def test_raw_output_shapes_and_inference_on_a_random_model():
+    torch.manual_seed(0)
+    model = small_model().eval()
+    image = torch.randint(0, 255, (1, 3, 128, 256), dtype=torch.uint8)
+    with torch.no_grad():
+        raw = model(image)
+    assert [tuple(r.shape) for r in raw['box_reg']] == [
+        (1, 4, 16, 32), (1, 4, 8, 16), (1, 4, 4, 8), (1, 4, 2, 4), (1, 4, 1, 2)]
+    assert raw['box_cls'][0].shape == (1, 8, 16, 32)
+    assert raw['levelness'].shape == (1, 6, 32, 64)
+    assert raw['semantic'].shape == (1, 19, 32, 64)
+    assert all(torch.all(r >= 0) for r in raw['box_reg'])
+    res = DenseDetectionsPostprocess()(raw, STRIDES, THINGS, IS_THING, (128, 256))[0]
+    assert res.semantic.shape == (128, 256)
+    assert int(res.segment_areas.sum()) == int((res.panoptic >= 0).sum())
+
+
+@pytest.fixture(scope='module')
+def samples(tmp_path_factory):
+    root = tmp_path_factory.mktemp('dd')
+    write_dataset(root, 'val', num=4, height=256, width=512, seed=5, workers=1, progress=False)
+    ds = CityscapesDataset(root, 'val')
+    return [ds[i] for i in range(len(ds))]
+
+
+def test_targets_on_a_real_sample(samples):
+    s = samples[0]
+    sem, inst = torch.from_numpy(s.semantic.astype(np.int64)), torch.from_numpy(s.instance)
+    t = compute_targets(sem, inst, THING_INDEX, STRIDES)
+    # every foreground location lies in its instance's box and is on exactly one level
+    for i, stride in enumerate(STRIDES):
+        fg = t.box_class[i] >= 0
+        assert torch.all(t.box[i][:, fg] >= 0)
+        m = t.box[i].max(0).values[fg]
+        lo, hi = (0, 64, 128, 256, 512, float('inf'))[i:i + 2]
+        assert torch.all((m >= lo) & (m <= hi))
+        assert torch.all((t.centerness[i][fg] >= 0) & (t.centerness[i][fg] <= 1))  # 0 on box edges
+        ys, xs = torch.nonzero(fg, as_tuple=True)
+        px = inst[(ys * stride + stride // 2).clamp(max=255), (xs * stride + stride // 2)]
+        assert torch.equal(px, t.instance[i][fg])
+    assert t.levelness.shape == (64, 128) and t.semantic.shape == (64, 128)
+    assert set(t.levelness.unique().tolist()) <= set(range(6))
+    assert torch.equal(t.levelness > 0, t.instance_quarter > 0)
+
+
+def _nearest_instance(instance):
+    """Every pixel labelled with its nearest instance (as smooth network outputs extend)."""
+    import cv2
+    inst = instance.numpy()
+    _, labels = cv2.distanceTransformWithLabels((inst == 0).astype(np.uint8), cv2.DIST_L2, 5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(inst)
+    lut = np.zeros(labels.max() + 1, np.int64)
+    lut[labels[ys, xs]] = inst[ys, xs]
+    return torch.from_numpy(lut[labels])
+
+
+def _oracle_raw(t, instance, num_classes=19):
+    """Perfect raw outputs made from the targets: offsets on every cell, to the box of the
+    nearest object (clamped at 0 like the network's ReLU); classes, centerness and levelness
+    only where the targets have them."""
+    from panoptic_ros.models.dense_detections.targets import _offsets, _sample
+    big = 20.0
+    raw = {'box_reg': [], 'centerness': [], 'box_cls': []}
+    near = _nearest_instance(instance)
+    for i, stride in enumerate(STRIDES):
+        fg = t.box_class[i] >= 0
+        inst = _sample(near, stride, *fg.shape)
+        raw['box_reg'].append(_offsets(inst, t.boxes, stride).clamp(min=0)[None])
+        raw['centerness'].append(torch.where(fg, big, -big)[None, None])
+        cls = torch.full((8,) + fg.shape, -big)
+        cls[t.box_class[i].clamp(min=0), torch.arange(fg.shape[0])[:, None],
+            torch.arange(fg.shape[1])[None]] = torch.where(fg, big, -big)
+        raw['box_cls'].append(cls[None])
+    raw['levelness'] = torch.nn.functional.one_hot(t.levelness, 6).permute(2, 0, 1)[None] * big
+    sem = t.semantic.clone()
+    valid = sem != 255
+    onehot = torch.nn.functional.one_hot(sem.clamp(max=num_classes - 1), num_classes).permute(
+        2, 0, 1).float() * big
+    raw['semantic'] = (onehot * valid)[None]
+    return raw
+
+
+def test_inference_from_oracle_outputs_recovers_the_ground_truth(samples):
+    """Targets -> perfect raw outputs -> post-processing -> PQ against the ground truth."""
+    post = DenseDetectionsPostprocess(min_stuff_area=64)
+    cats = {c.class_id: {'isthing': int(c.is_thing)} for c in LABELS.classes}
+    acc = PQAccumulator(cats)
+    for s in samples:
+        sem, inst = torch.from_numpy(s.semantic.astype(np.int64)), torch.from_numpy(s.instance)
+        t = compute_targets(sem, inst, THING_INDEX, STRIDES)
+        res = post(_oracle_raw(t, inst), STRIDES, THINGS, IS_THING, s.semantic.shape)[0]
+        gt_ids = s.panoptic()
+        gt = SegmentTable.build([g.id for g in s.segments], [g.class_id for g in s.segments],
+                                [g.iscrowd for g in s.segments])
+        pred = SegmentTable.build(res.segment_ids.tolist(), res.segment_classes.tolist())
+        acc.add(gt_ids, gt, res.panoptic.numpy(), pred, void=-1)
+    r = acc.summarize()
+    # Perfect logits still lose what the 1/4 output grid cannot hold (poles, traffic lights,
+    # bicycle frames, far persons): measured ceiling at 256x512 on these 4 images is printed
+    # by -s; the bounds sit just under it and catch regressions in targets or inference.
+    print({g: round(100 * r[g]['pq'], 1) for g in ('All', 'Things', 'Stuff')})
+    assert r['All']['pq'] > 0.60, r['All']
+    assert r['Things']['pq'] > 0.50, r['Things']
+    assert r['Stuff']['pq'] > 0.65, r['Stuff']
+    assert r['per_class'][LABELS.names.index('road')]['pq'] > 0.95
+    assert r['per_class'][LABELS.names.index('car')]['pq'] > 0.5
