@@ -93,14 +93,15 @@ def _nearest_instance(instance):
     return torch.from_numpy(lut[labels])
 
 
-def _oracle_raw(t, instance, num_classes=19):
+def _oracle_raw(t, instance, num_classes=19, extend=True):
     """Perfect raw outputs made from the targets: offsets on every cell, to the box of the
-    nearest object (clamped at 0 like the network's ReLU); classes, centerness and levelness
-    only where the targets have them."""
+    nearest object (clamped at 0 like the network's ReLU; ``extend=False``: only on cells
+    inside objects, degenerate boxes elsewhere); classes, centerness and levelness only where
+    the targets have them."""
     from panoptic_ros.models.dense_detections.targets import _offsets, _sample
     big = 20.0
     raw = {'box_reg': [], 'centerness': [], 'box_cls': []}
-    near = _nearest_instance(instance)
+    near = _nearest_instance(instance) if extend else instance.long()
     for i, stride in enumerate(STRIDES):
         fg = t.box_class[i] >= 0
         inst = _sample(near, stride, *fg.shape)

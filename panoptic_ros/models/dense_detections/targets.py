@@ -77,9 +77,24 @@ def _offsets(inst: torch.Tensor, boxes: torch.Tensor, stride: int) -> torch.Tens
     return torch.stack([xs - b[..., 0], ys - b[..., 1], b[..., 2] - xs, b[..., 3] - ys], 0)
 
 
+def box_instance_map(instance: torch.Tensor) -> torch.Tensor:
+    """Weak supervision (section 5.6): every pixel inside an instance's box belongs to it.
+
+    Boxes are painted from the largest to the smallest, so where boxes overlap the smaller
+    one wins (the ambiguity rule of FCOS).
+    """
+    boxes = instance_boxes(instance).long()
+    out = torch.zeros_like(instance)
+    area = (boxes[1:, 2] - boxes[1:, 0]) * (boxes[1:, 3] - boxes[1:, 1])
+    for k in (torch.argsort(area, descending=True) + 1).tolist():   # one slice per instance
+        x1, y1, x2, y2 = boxes[k].tolist()
+        out[y1:y2, x1:x2] = k
+    return out
+
+
 def compute_targets(semantic: torch.Tensor, instance: torch.Tensor, thing_index: torch.Tensor,
                     strides: Sequence[int], size_ranges: Sequence[float] = SIZE_RANGES,
-                    void_id: int = 255) -> DenseTargets:
+                    void_id: int = 255, weak: bool = False) -> DenseTargets:
     """Targets of one image.
 
     Args:
@@ -87,11 +102,17 @@ def compute_targets(semantic: torch.Tensor, instance: torch.Tensor, thing_index:
         instance: ``[H, W]`` instance ids ``1..K``, 0 for stuff, void and crowd.
         thing_index: ``[C] int64`` box class of each semantic class (-1 for stuff).
         strides: FPN strides, finest first; ``size_ranges`` has ``len(strides) + 1`` bounds.
+        weak: boxes-only supervision (section 5.6): foreground is "inside a box".
     """
     h, w = semantic.shape
     instance = instance.long()
     semantic = semantic.long()
     boxes = instance_boxes(instance)
+    if weak:
+        classes = torch.zeros(boxes.shape[0], dtype=torch.long)
+        classes[instance[instance > 0]] = semantic[instance > 0]
+        instance = box_instance_map(instance)
+        semantic = torch.where(instance > 0, classes[instance], semantic)
     inst_class = torch.full((boxes.shape[0],), -1, dtype=torch.long)
     fg_px = instance > 0
     inst_class[instance[fg_px]] = thing_index[semantic[fg_px]]
