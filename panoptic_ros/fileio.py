@@ -8,6 +8,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from panoptic_ros.errors import PanopticError
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Parsed JSON of ``path``; :class:`PanopticError` naming ``what`` and the file if the
+    file is missing, unreadable or not JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as exc:
+        raise PanopticError(f'cannot read {what} {path}: {exc.strerror}') from exc
+    except json.JSONDecodeError as exc:
+        raise PanopticError(f'{what} {path} is not valid JSON: {exc}') from exc
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""

@@ -14,7 +14,6 @@ dataset from its own COCO-style categories JSON.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.fileio import read_json
 
 DATA_DIR = Path(__file__).resolve().parent / 'data'
 COCO_CATEGORIES_JSON = DATA_DIR / 'coco_panoptic_categories.json'
@@ -175,10 +175,7 @@ def coco_panoptic(categories_json: str | Path | None = None) -> LabelSet:
 def from_categories_json(path: str | Path, name: str | None = None) -> LabelSet:
     """A label set from a JSON file: a list of categories or a dict with ``categories``."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PanopticError(f'cannot read categories JSON {path}: {exc}') from exc
+    data = read_json(path, 'categories JSON')
     if isinstance(data, dict):
         data = data.get('categories')
     if not isinstance(data, list):

@@ -6,7 +6,6 @@ panoptic JSON + PNGs (``gtFine/cityscapes_panoptic_<split>.json``); both give th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from panoptic_ros.datasets.sample import Sample, sample_from_panoptic
 from panoptic_ros.encoding import read_id_png
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.fileio import read_json
 from panoptic_ros.labels import LabelSet, cityscapes
 
 
@@ -50,10 +50,7 @@ class CityscapesDataset:
         self.stems = [p.name[:-len('_leftImg8bit.png')] for p in self.images]
         if source == 'panoptic':
             path = self.root / 'gtFine' / f'cityscapes_panoptic_{split}.json'
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise PanopticError(f'cannot read {path}: {exc}') from exc
+            data = read_json(path, 'panoptic JSON')
             self._anns = {a['image_id']: a for a in data['annotations']}
             missing = [s for s in self.stems if s not in self._anns]
             if missing:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from panoptic_ros.datasets.cityscapes import read_rgb
 from panoptic_ros.datasets.sample import Sample, sample_from_panoptic
 from panoptic_ros.encoding import read_id_png
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.fileio import read_json
 from panoptic_ros.labels import LabelSet
 
 
@@ -25,10 +25,7 @@ class CocoPanopticDataset:
     def __init__(self, image_dir: str | Path, panoptic_json: str | Path,
                  panoptic_dir: str | Path, label_set: LabelSet | None = None) -> None:
         self.image_dir, self.panoptic_dir = Path(image_dir), Path(panoptic_dir)
-        try:
-            data = json.loads(Path(panoptic_json).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PanopticError(f'cannot read {panoptic_json}: {exc}') from exc
+        data = read_json(panoptic_json, 'panoptic JSON')
         if 'annotations' not in data or 'images' not in data:
             raise PanopticError(f'{panoptic_json}: expected COCO panoptic JSON with "images" '
                                 'and "annotations"')

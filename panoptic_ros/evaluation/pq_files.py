@@ -8,24 +8,18 @@ parent merges them.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
+from panoptic_ros.fileio import read_json
 from panoptic_ros.parallel import opencv_single_threaded, process_pool
 
 
 def load_json(path: str | Path, what: str) -> dict:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise PanopticError(f'cannot read {what} JSON {path}: {exc.strerror}') from exc
-    except json.JSONDecodeError as exc:
-        raise PanopticError(f'{what} JSON {path} is not valid JSON: {exc}') from exc
+    data = read_json(path, f'{what} JSON')
     if not isinstance(data, dict) or not isinstance(data.get('annotations'), list):
         raise PanopticError(f'{what} JSON {path}: expected an object with an "annotations" '
                             'list (COCO panoptic format)')

@@ -238,7 +238,7 @@ def fuse_panoptic(semantic_prob: torch.Tensor, masks: torch.Tensor, scores: torc
     claimed = owner >= 0
     idx = owner.clamp(min=0)
     inst_id_of = torch.cumsum(kept.to(torch.int64), 0) * kept        # [J]: 1..n or 0
-    prob_max, sem = semantic_prob.max(0)
+    sem = semantic_prob.argmax(0)
     if classes.numel():
         semantic = torch.where(claimed, classes[idx], sem)
         instance = torch.where(claimed, inst_id_of[idx], torch.zeros_like(sem))
@@ -271,6 +271,29 @@ def fuse_panoptic(semantic_prob: torch.Tensor, masks: torch.Tensor, scores: torc
                    label_divisor, device)
 
 
+def index_boxes(index: torch.Tensor, n: int) -> torch.Tensor:
+    """Bounding box of every value of an index image.
+
+    Args:
+        index: ``[H, W]`` integer image with values in ``0..n-1``.
+        n: number of values.
+
+    Returns:
+        ``[n, 4] int64`` ``x0, y0, x1, y1`` (inclusive) on ``index``'s device; values absent
+        from the image get ``x0 = y0 = max(H, W)``, ``x1 = y1 = 0``.
+    """
+    h, w = index.shape
+    flat = index.flatten().long()
+    xs = torch.arange(w, device=index.device).repeat(h)
+    ys = torch.arange(h, device=index.device).repeat_interleave(w)
+    big = torch.full((n,), max(h, w), dtype=torch.int64, device=index.device)
+    zero = torch.zeros_like(big)
+    return torch.stack([big.scatter_reduce(0, flat, xs, 'amin'),
+                        big.scatter_reduce(0, flat, ys, 'amin'),
+                        zero.scatter_reduce(0, flat, xs, 'amax'),
+                        zero.scatter_reduce(0, flat, ys, 'amax')], 1)
+
+
 def _segment_index(semantic: torch.Tensor, instance: torch.Tensor, n_inst: int,
                    void_id: int) -> torch.Tensor:
     """0 void, ``1..n`` instances, ``n + 1 + c`` stuff of class ``c`` (``[H, W] int64``)."""
@@ -282,16 +305,13 @@ def _segment_index(semantic: torch.Tensor, instance: torch.Tensor, n_inst: int,
 def _result(semantic, instance, n_inst, num_classes, seg_score, is_thing, void_id,
             label_divisor, device) -> PanopticResult:
     h, w = semantic.shape
-    index = _segment_index(semantic, instance, n_inst, void_id).flatten()
+    index_map = _segment_index(semantic, instance, n_inst, void_id)
+    index = index_map.flatten()
     n_seg = n_inst + 1 + num_classes
     area = torch.bincount(index, minlength=n_seg)
     xs = torch.arange(w, device=device).repeat(h)
     ys = torch.arange(h, device=device).repeat_interleave(w)
-    big = torch.full((n_seg,), max(h, w), dtype=torch.int64, device=device)
-    x0 = big.scatter_reduce(0, index, xs, 'amin')
-    y0 = big.scatter_reduce(0, index, ys, 'amin')
-    x1 = torch.zeros_like(big).scatter_reduce(0, index, xs, 'amax')
-    y1 = torch.zeros_like(big).scatter_reduce(0, index, ys, 'amax')
+    x0, y0, x1, y1 = index_boxes(index_map, n_seg).unbind(1)
     cx = torch.bincount(index, weights=xs.float(), minlength=n_seg) / area.clamp(min=1)
     cy = torch.bincount(index, weights=ys.float(), minlength=n_seg) / area.clamp(min=1)
     present = area > 0

@@ -16,6 +16,8 @@ from typing import Sequence
 
 import torch
 
+from panoptic_ros.models.postprocess import index_boxes
+
 # FCOS size ranges m_i for strides 8..128 (the paper's "heuristic maximum object size").
 SIZE_RANGES = (0, 64, 128, 256, 512, float('inf'))
 IGNORE = 255
@@ -49,17 +51,10 @@ class DenseTargets:
 
 def instance_boxes(instance: torch.Tensor) -> torch.Tensor:
     """``[K + 1, 4]`` float boxes ``x1, y1, x2, y2`` (x2, y2 exclusive) of ids ``1..K``."""
-    h, w = instance.shape
     k = int(instance.max()) if instance.numel() else 0
-    idx = instance.flatten().long()
-    xs = torch.arange(w).repeat(h)
-    ys = torch.arange(h).repeat_interleave(w)
-    big = torch.full((k + 1,), max(h, w), dtype=torch.long)
-    x1 = big.scatter_reduce(0, idx, xs, 'amin')
-    y1 = big.scatter_reduce(0, idx, ys, 'amin')
-    x2 = torch.zeros(k + 1, dtype=torch.long).scatter_reduce(0, idx, xs, 'amax') + 1
-    y2 = torch.zeros(k + 1, dtype=torch.long).scatter_reduce(0, idx, ys, 'amax') + 1
-    return torch.stack([x1, y1, x2, y2], 1).float()
+    boxes = index_boxes(instance, k + 1)
+    boxes[:, 2:] += 1
+    return boxes.float()
 
 
 def _sample(grid: torch.Tensor, stride: int, out_h: int, out_w: int) -> torch.Tensor:
