@@ -45,6 +45,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out))
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from panoptic_ros.config import load_recipe
+    from panoptic_ros.training.loop import train
+
+    recipe = load_recipe(args.config)
+    data = args.data or recipe.data.get('root')
+    if not data:
+        raise PanopticError('no dataset: pass --data DIR or set data.root in the config')
+    summary = train(recipe, data, args.out, resume=args.resume, device=args.device,
+                    progress=not args.quiet)
+    if summary:
+        v = summary['final_val']
+        print(f'{summary["steps"]} steps in {summary["train_seconds"] / 60:.1f} min on '
+              f'{summary["hardware"]}; val PQ {100 * v["pq"]:.1f}, mIoU {100 * v["miou"]:.1f} '
+              f'({summary["val_images"]} images); weights: {Path(args.out) / "model.safetensors"}')
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from panoptic_ros.evaluation.run import run_eval
+
+    return run_eval(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='panoptic', description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
@@ -72,6 +96,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser('train', help='train a model from a recipe (config/models/*.yaml)',
+                       description='Train on one CPU/GPU, or under torchrun on several GPUs or '
+                       'machines (DistributedDataParallel). Checkpoints go to OUT/checkpoints, '
+                       'TensorBoard logs to OUT/tensorboard, the final weights with their card '
+                       'to OUT/model.safetensors.')
+    p.add_argument('--config', required=True, help='recipe YAML')
+    p.add_argument('--data', help='dataset root (default: the recipe\'s data.root)')
+    p.add_argument('--out', required=True, help='run folder')
+    p.add_argument('--resume', action='store_true', help='continue the run in OUT from its '
+                   'last checkpoint')
+    p.add_argument('--device', help='cpu, cuda, cuda:N (default: cuda when available)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser('eval', help='PQ/SQ/RQ and mIoU of a model on a dataset',
+                       description='Run a model over a dataset split and report PQ/SQ/RQ (All, '
+                       'Things, Stuff, per class) and mIoU with the project\'s evaluator.')
+    p.add_argument('--weights', help='weights file (default: the bundled model)')
+    p.add_argument('--data', required=True, help='dataset root (Cityscapes layout, or COCO '
+                   'with --format coco)')
+    p.add_argument('--split', default='val')
+    p.add_argument('--format', default='cityscapes', choices=['cityscapes', 'coco'])
+    p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16'])
+    p.add_argument('--num', type=int, help='evaluate the first NUM images only')
+    p.add_argument('--batch', type=int, default=1, help='images per engine call')
+    p.add_argument('--out', help='write results JSON (panoptic pq layout + miou) here')
+    p.add_argument('--predictions', help='write COCO panoptic predictions (PNGs + '
+                   'predictions.json) into this folder')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser('demo', help='run the main job on the bundled sample data')
     p.add_argument('--out', default='demo_output', help='output folder')

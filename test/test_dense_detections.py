@@ -29,7 +29,7 @@ def small_model():
 def test_registry():
     assert 'dense_detections' in available_models()
     with pytest.raises(PanopticError, match='already registered'):
-        register_model('dense_detections')(lambda: None)
+        register_model('dense_detections', postprocess=dict, objective=dict)(lambda: None)
     with pytest.raises(PanopticError, match="unknown model 'nope'"):
         build_model('nope')
     with pytest.raises(PanopticError, match='bad config arguments'):
@@ -48,7 +48,7 @@ def test_raw_output_shapes_and_inference_on_a_random_model():
     assert raw['levelness'].shape == (1, 6, 32, 64)
     assert raw['semantic'].shape == (1, 19, 32, 64)
     assert all(torch.all(r >= 0) for r in raw['box_reg'])
-    res = DenseDetectionsPostprocess()(raw, STRIDES, THINGS, IS_THING, (128, 256))[0]
+    res = DenseDetectionsPostprocess()(model.decode(raw), THINGS, IS_THING, (128, 256))[0]
     assert res.semantic.shape == (128, 256)
     assert int(res.segment_areas.sum()) == int((res.panoptic >= 0).sum())
 
@@ -123,12 +123,13 @@ def _oracle_raw(t, instance, num_classes=19, extend=True):
 def test_inference_from_oracle_outputs_recovers_the_ground_truth(samples):
     """Targets -> perfect raw outputs -> post-processing -> PQ against the ground truth."""
     post = DenseDetectionsPostprocess(min_stuff_area=64)
+    model = small_model()
     cats = {c.class_id: {'isthing': int(c.is_thing)} for c in LABELS.classes}
     acc = PQAccumulator(cats)
     for s in samples:
         sem, inst = torch.from_numpy(s.semantic.astype(np.int64)), torch.from_numpy(s.instance)
         t = compute_targets(sem, inst, THING_INDEX, STRIDES)
-        res = post(_oracle_raw(t, inst), STRIDES, THINGS, IS_THING, s.semantic.shape)[0]
+        res = post(model.decode(_oracle_raw(t, inst)), THINGS, IS_THING, s.semantic.shape)[0]
         gt_ids = s.panoptic()
         gt = SegmentTable.build([g.id for g in s.segments], [g.class_id for g in s.segments],
                                 [g.iscrowd for g in s.segments])

@@ -90,14 +90,16 @@ def test_dense_boxes_interpolate_offsets_and_follow_levelness():
 
 
 def test_level_candidates_score_class_times_centerness():
-    reg = [torch.full((4, 2, 2), 3.0)]
-    cls = torch.full((2, 2, 2), -10.0)
-    cls[1, 0, 1] = 2.0                  # one confident (location, class) pair
-    ctr = torch.zeros(1, 2, 2)          # centerness 0.5
+    reg = [torch.full((1, 4, 2, 2), 3.0)]
+    cls = torch.full((1, 2, 2, 2), -10.0)
+    cls[0, 1, 0, 1] = 2.0               # one confident (location, class) pair
+    ctr = torch.zeros(1, 1, 2, 2)       # centerness 0.5
     boxes, scores, classes = level_candidates(reg, [cls], [ctr], [8], 0.05, 10)
-    assert classes.tolist() == [1]
-    assert scores[0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item() * 0.5)
-    assert boxes[0].tolist() == [12 - 3, 4 - 3, 12 + 3, 4 + 3]
+    assert boxes.shape == (1, 8, 4) and scores.shape == classes.shape == (1, 8)  # static
+    assert int((scores > 0).sum()) == 1        # the others are empty slots
+    assert classes[0, 0] == 1
+    assert scores[0, 0] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item() * 0.5)
+    assert boxes[0, 0].tolist() == [12 - 3, 4 - 3, 12 + 3, 4 + 3]
 
 
 def test_mask_construction_is_iou_times_semantic_probability():

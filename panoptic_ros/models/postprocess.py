@@ -109,34 +109,34 @@ def dense_boxes(box_reg: list[torch.Tensor], levelness: torch.Tensor) -> torch.T
 def level_candidates(box_reg: list[torch.Tensor], box_cls: list[torch.Tensor],
                      centerness: list[torch.Tensor], strides, threshold: float,
                      topk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Detection candidates of one image from every level (FCOS-style, section 4.1).
+    """Detection candidates from every level (FCOS-style, section 4.1), with static shapes.
 
     A (location, class) pair is a candidate when its class probability exceeds
     ``threshold``; its score is that probability times the centerness probability; each level
-    keeps its ``topk`` best.
+    keeps its ``min(topk, T h_i w_i)`` best. Shapes depend only on the input size, so the
+    function exports to ONNX (TopK, Gather, Where); slots that are not candidates have score 0.
 
     Args:
-        box_reg, box_cls, centerness: per level ``[4, h, w]``, ``[T, h, w]``, ``[1, h, w]``.
+        box_reg, box_cls, centerness: per level ``[N, 4, h, w]``, ``[N, T, h, w]``,
+            ``[N, 1, h, w]``.
 
     Returns:
-        ``boxes [K, 4]``, ``scores [K]``, ``classes [K] int64`` (box class ``0..T-1``).
+        ``boxes [N, K, 4]`` (``x1, y1, x2, y2``), ``scores [N, K]`` (0: no candidate),
+        ``classes [N, K] int64`` (box class ``0..T-1``).
     """
     boxes, scores, classes = [], [], []
     for reg, cls, ctr, stride in zip(box_reg, box_cls, centerness, strides):
+        n, t, h, w = cls.shape
         prob = cls.float().sigmoid()
-        score = (prob * ctr.float().sigmoid()).flatten()               # [T*h*w]
-        score = torch.where(prob.flatten() > threshold, score, torch.zeros_like(score))
-        k = min(topk, score.numel())
-        top, idx = score.topk(k)
-        keep = top > 0
-        top, idx = top[keep], idx[keep]
-        hw = reg.shape[-2] * reg.shape[-1]
-        loc = idx % hw
-        dec = decode_boxes(reg[None].float(), stride)[0].flatten(1)       # [4, h*w]
-        boxes.append(dec[:, loc].T)
+        score = prob * ctr.float().sigmoid()                           # [N, T, h, w]
+        score = torch.where(prob > threshold, score, torch.zeros_like(score)).flatten(1)
+        top, idx = score.topk(min(topk, t * h * w), dim=1)             # [N, k]
+        loc = idx % (h * w)
+        dec = decode_boxes(reg.float(), stride).flatten(2)            # [N, 4, h*w]
+        boxes.append(dec.gather(2, loc[:, None].expand(-1, 4, -1)).transpose(1, 2))
         scores.append(top)
-        classes.append(idx // hw)
-    return torch.cat(boxes), torch.cat(scores), torch.cat(classes)
+        classes.append(torch.div(idx, h * w, rounding_mode='floor'))
+    return torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(classes, 1)
 
 
 def box_iou_map(boxes: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:

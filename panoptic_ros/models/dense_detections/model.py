@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from panoptic_ros.models.backbones.resnet import build_resnet
 from panoptic_ros.models.necks.fpn import FPN
-from panoptic_ros.models.registry import register_model
+from panoptic_ros.models.postprocess import dense_boxes, level_candidates
 
 # torchvision's ImageNet normalisation (the backbones' weights expect it), in 0-255 units.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -99,11 +99,19 @@ class DenseDetections(nn.Module):
         backbone_depth: 18, 34 or 50.
         backbone_weights: torchvision-format ImageNet weights file, or None (from scratch).
         fpn_channels: 256 in the paper.
+        tower_convs: blocks per head tower (4 in the paper).
+        frozen_bn: frozen batch norm in the backbone (the usual choice with ImageNet weights);
+            default: frozen with ``backbone_weights``, trainable from scratch.
+        candidate_threshold, pre_nms_topk: detection candidates kept by :meth:`decode`
+            (section 4.1; FCOS settings).
     """
+
+    output_names = ('dense_boxes', 'semantic_prob', 'cand_boxes', 'cand_scores', 'cand_classes')
 
     def __init__(self, *, num_classes: int, thing_classes: Sequence[int], backbone_depth: int = 50,
                  backbone_weights: str | None = None, fpn_channels: int = 256,
-                 tower_convs: int = 4) -> None:
+                 tower_convs: int = 4, frozen_bn: bool | None = None,
+                 candidate_threshold: float = 0.05, pre_nms_topk: int = 1000) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.register_buffer('thing_classes', torch.tensor(list(thing_classes), dtype=torch.long),
@@ -112,7 +120,12 @@ class DenseDetections(nn.Module):
                              persistent=False)
         self.register_buffer('pixel_std', torch.tensor(PIXEL_STD).view(1, 3, 1, 1),
                              persistent=False)
-        self.backbone = build_resnet(backbone_depth, weights=backbone_weights)
+        self.candidate_threshold = candidate_threshold
+        self.pre_nms_topk = pre_nms_topk
+        pretrained = backbone_weights is not None
+        self.backbone = build_resnet(backbone_depth, weights=backbone_weights,
+                                     frozen_bn=pretrained if frozen_bn is None else frozen_bn,
+                                     freeze_stem=pretrained)
         self.fpn = FPN(self.backbone.out_channels, fpn_channels)
         self.strides = tuple(self.fpn.strides)
         self.head = UnifiedPanopticHead(channels=fpn_channels, num_things=len(thing_classes),
@@ -130,8 +143,24 @@ class DenseDetections(nn.Module):
         x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
         return self.head(self.fpn(self.backbone(x)), tuple(images.shape[-2:]))
 
+    def decode(self, raw: dict) -> dict:
+        """The exportable part of inference: raw outputs to static-shape engine outputs.
 
-@register_model('dense_detections')
-def build_dense_detections(**kwargs) -> DenseDetections:
-    """Registry builder; keyword arguments are those of :class:`DenseDetections`."""
-    return DenseDetections(**kwargs)
+        Returns:
+            ``dense_boxes``: ``[N, 4, H/4, W/4]`` each pixel's box ``x1, y1, x2, y2`` (eq. 14);
+            ``semantic_prob``: ``[N, C, H/4, W/4]`` class probabilities;
+            ``cand_boxes``: ``[N, K, 4]``, ``cand_scores``: ``[N, K]`` (0: empty slot),
+            ``cand_classes``: ``[N, K] int64`` box class: the per-level top detection
+            candidates (``K = sum_i min(pre_nms_topk, T h_i w_i)``).
+        """
+        boxes, scores, classes = level_candidates(
+            raw['box_reg'], raw['box_cls'], raw['centerness'], self.strides,
+            self.candidate_threshold, self.pre_nms_topk)
+        return {'dense_boxes': dense_boxes([r.float() for r in raw['box_reg']],
+                                           raw['levelness'].float()),
+                'semantic_prob': raw['semantic'].float().softmax(1),
+                'cand_boxes': boxes, 'cand_scores': scores, 'cand_classes': classes}
+
+    def infer(self, images: torch.Tensor) -> dict:
+        """``decode(forward(images))``: what every engine computes."""
+        return self.decode(self(images))

@@ -1,14 +1,20 @@
-"""Raw dense-detections outputs to panoptic results (sections 3.2 and 4.2).
+"""Dense-detections engine outputs to panoptic results (sections 3.2 and 4.2).
 
-1. The dense box map: each level's offsets upsampled to the 1/4 grid, the level levelness picks
-   (eq. 14), decoded at the grid locations.
-2. Query boxes: per-level (location, class) candidates scored by box-class probability x
-   centerness (section 4.1), top-k per level, then class-wise NMS (eq. 4).
-3. Masks: IoU of every pixel's box with each query times the semantic probability of the
+The model's :meth:`~.model.DenseDetections.decode` (inside the exported graph) already made:
+
+1. the dense box map: each level's offsets upsampled to the 1/4 grid, the level levelness picks
+   (eq. 14), decoded at the grid locations;
+2. detection candidates: per-level (location, class) pairs scored by box-class probability x
+   centerness (section 4.1), top-k per level.
+
+What follows has data-dependent shapes and runs here, in torch, for every engine:
+
+3. class-wise NMS of the candidates (eq. 4);
+4. masks: IoU of every pixel's box with each query times the semantic probability of the
    query's class (eq. 5-6), upsampled bilinearly to the fusion grid (``fusion_stride``) as the
-   authors' code does, thresholded at sigma (eq. 7).
-4. Panoptic fusion, instances over stuff, on the same grid; label maps are then brought to the
-   input size.
+   authors' code does, thresholded at sigma (eq. 7);
+5. panoptic fusion, instances over stuff, on the same grid; label maps are then brought to the
+   output size.
 """
 
 from __future__ import annotations
@@ -17,18 +23,19 @@ from dataclasses import dataclass
 
 import torch
 
-from panoptic_ros.models.postprocess import (construct_masks, dense_boxes, fuse_panoptic,
-                                             level_candidates, nms)
+from panoptic_ros.models.postprocess import construct_masks, fuse_panoptic, nms
 from panoptic_ros.models.result import PanopticResult
 
 
 @dataclass(frozen=True)
 class DenseDetectionsPostprocess:
-    """Inference parameters (defaults: the paper's sigma, FCOS-style detection settings)."""
+    """Inference parameters (defaults: the paper's sigma, FCOS-style detection settings).
+
+    The candidate threshold and per-level top-k are model arguments (they live in the
+    exported graph).
+    """
 
     sigma: float = 0.3                 # mask acceptance probability (appendix A)
-    candidate_threshold: float = 0.05  # class probability to become an NMS candidate
-    pre_nms_topk: int = 1000           # per level
     nms_threshold: float = 0.6
     max_detections: int = 100
     score_threshold: float = 0.3       # instance score to enter the panoptic result
@@ -38,12 +45,11 @@ class DenseDetectionsPostprocess:
     void_id: int = 255
     fusion_stride: int = 2             # grid of masks and fusion: 4 (raw), 2 or 1 (bilinear)
 
-    def __call__(self, raw: dict, strides, thing_classes: torch.Tensor, is_thing: torch.Tensor,
+    def __call__(self, outputs: dict, thing_classes: torch.Tensor, is_thing: torch.Tensor,
                  out_size: tuple[int, int]) -> list[PanopticResult]:
         """
         Args:
-            raw: model outputs (see ``UnifiedPanopticHead.forward``), batch ``N``.
-            strides: FPN strides of the levels.
+            outputs: engine outputs (see ``DenseDetections.decode``), batch ``N``.
             thing_classes: ``[T]`` semantic class of each box class.
             is_thing: ``[C] bool``.
             out_size: ``(H, W)`` of the result for every image.
@@ -51,22 +57,22 @@ class DenseDetectionsPostprocess:
         Returns:
             ``N`` results.
         """
-        gboxes = dense_boxes([r.float() for r in raw['box_reg']], raw['levelness'].float())
-        sem_prob = raw['semantic'].float().softmax(1)
+        device = outputs['semantic_prob'].device
+        thing_classes, is_thing = thing_classes.to(device), is_thing.to(device)
         results = []
-        for n in range(gboxes.shape[0]):
-            cand, cand_score, cand_cls = level_candidates(
-                [r[n] for r in raw['box_reg']], [c[n] for c in raw['box_cls']],
-                [o[n] for o in raw['centerness']], strides, self.candidate_threshold,
-                self.pre_nms_topk)
-            keep = nms(cand, cand_score, cand_cls, self.nms_threshold)
-            kept = torch.nonzero(keep).flatten()
+        for n in range(outputs['semantic_prob'].shape[0]):
+            valid = torch.nonzero(outputs['cand_scores'][n] > 0).flatten()
+            cand = outputs['cand_boxes'][n][valid].float()
+            cand_score = outputs['cand_scores'][n][valid].float()
+            cand_cls = outputs['cand_classes'][n][valid].long()
+            kept = torch.nonzero(nms(cand, cand_score, cand_cls, self.nms_threshold)).flatten()
             kept = kept[cand_score[kept].argsort(descending=True)][:self.max_detections]
             queries, q_scores = cand[kept], cand_score[kept]
             q_classes = thing_classes[cand_cls[kept]]
-            _, mask_prob = construct_masks(gboxes[n], sem_prob[n], queries, q_classes,
-                                           self.sigma)
-            prob_n, mask_prob = self._to_fusion_grid(sem_prob[n], mask_prob, out_size)
+            sem_prob = outputs['semantic_prob'][n].float()
+            _, mask_prob = construct_masks(outputs['dense_boxes'][n].float(), sem_prob,
+                                           queries, q_classes, self.sigma)
+            prob_n, mask_prob = self._to_fusion_grid(sem_prob, mask_prob, out_size)
             results.append(fuse_panoptic(
                 prob_n, mask_prob > self.sigma, q_scores, q_classes, is_thing,
                 score_threshold=self.score_threshold, overlap_threshold=self.overlap_threshold,

@@ -1,0 +1,183 @@
+"""Recipes (``config/models/*.yaml``) and the one mapping from config to constructor arguments.
+
+A recipe has three sections:
+
+- ``model``: ``architecture`` (registry name), ``labels`` (label set: ``cityscapes``, ``coco``
+  or a categories JSON), ``input_size`` ``[H, W]`` of the network, ``params`` (constructor
+  keyword arguments besides the classes) and ``postprocess`` (inference parameters);
+- ``train``: the optimisation recipe (:class:`TrainSpec`);
+- ``data``: where the training data lives (overridable on the command line).
+
+The ``model`` section also travels inside every weights file (:mod:`panoptic_ros.weights`), so
+a weights file alone rebuilds its model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from panoptic_ros.errors import PanopticError
+from panoptic_ros.labels import LabelSet, get_label_set
+
+
+def _check_keys(section: str, given: Mapping, allowed: set[str], required: set[str]) -> None:
+    unknown = set(given) - allowed
+    if unknown:
+        raise PanopticError(f'config section {section!r}: unknown keys {sorted(unknown)}; '
+                            f'expected some of {sorted(allowed)}')
+    missing = required - set(given)
+    if missing:
+        raise PanopticError(f'config section {section!r}: missing keys {sorted(missing)}')
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What builds a model and its post-processing."""
+
+    architecture: str
+    labels: str
+    input_size: tuple[int, int]
+    params: dict = field(default_factory=dict)
+    postprocess: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> 'ModelSpec':
+        if not isinstance(d, Mapping):
+            raise PanopticError(f'config section "model" must be a mapping, got {d!r}')
+        _check_keys('model', d, {f.name for f in dataclasses.fields(cls)},
+                    {'architecture', 'labels', 'input_size'})
+        size = d['input_size']
+        if (not isinstance(size, (list, tuple)) or len(size) != 2 or
+                not all(isinstance(v, int) and v > 0 for v in size)):
+            raise PanopticError(f'model.input_size must be [height, width] in pixels, got '
+                                f'{size!r}')
+        for key in ('params', 'postprocess'):
+            if not isinstance(d.get(key, {}), Mapping):
+                raise PanopticError(f'model.{key} must be a mapping, got {d[key]!r}')
+        return cls(str(d['architecture']), str(d['labels']), (int(size[0]), int(size[1])),
+                   dict(d.get('params', {})), dict(d.get('postprocess', {})))
+
+    def to_dict(self) -> dict:
+        return {'architecture': self.architecture, 'labels': self.labels,
+                'input_size': list(self.input_size), 'params': dict(self.params),
+                'postprocess': dict(self.postprocess)}
+
+    def label_set(self) -> LabelSet:
+        return get_label_set(self.labels)
+
+    def model_kwargs(self) -> dict:
+        """Constructor arguments: the classes from the label set plus ``params``."""
+        labels = self.label_set()
+        return {'num_classes': labels.num_classes,
+                'thing_classes': [int(c) for c in labels.thing_ids], **self.params}
+
+    def build(self):
+        from panoptic_ros.models.registry import build_model
+
+        return build_model(self.architecture, **self.model_kwargs())
+
+    def postprocessor(self, **overrides):
+        from panoptic_ros.models.registry import build_postprocess
+
+        labels = self.label_set()
+        return build_postprocess(self.architecture, void_id=labels.void_id,
+                                 **{**self.postprocess, **overrides})
+
+    def objective(self, **params):
+        from panoptic_ros.models.registry import build_objective
+
+        labels = self.label_set()
+        kw = self.model_kwargs()
+        return build_objective(self.architecture, num_classes=kw['num_classes'],
+                               thing_classes=kw['thing_classes'], void_id=labels.void_id,
+                               **params)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The optimisation recipe.
+
+    ``steps`` iterations of ``batch_size`` images per process; learning rate warmed up
+    linearly over ``warmup_steps`` then multiplied by ``lr_gamma`` at each of
+    ``lr_milestones``; ``crop`` ``[H, W]`` after random scaling by ``scale``.
+    """
+
+    steps: int
+    batch_size: int
+    lr: float
+    optimizer: str = 'sgd'              # sgd (momentum) or adamw
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_steps: int = 500
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    crop: tuple[int, int] = (512, 1024)
+    scale: tuple[float, float] = (0.5, 2.0)
+    grad_clip: float = 0.0              # max gradient norm, 0: off
+    amp: bool = True                    # bfloat16 autocast on CUDA (ignored on CPU)
+    seed: int = 0
+    workers: int = 2                    # data loading processes per training process
+    log_every: int = 20
+    checkpoint_every: int = 500
+    val_every: int = 1000               # 0: only at the end
+    val_images: int = 50
+    objective: dict = field(default_factory=dict)   # architecture objective arguments
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> 'TrainSpec':
+        if not isinstance(d, Mapping):
+            raise PanopticError(f'config section "train" must be a mapping, got {d!r}')
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        _check_keys('train', d, set(fields), {'steps', 'batch_size', 'lr'})
+        kw = dict(d)
+        for key in ('lr_milestones', 'crop', 'scale'):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        if kw.get('optimizer', 'sgd') not in ('sgd', 'adamw'):
+            raise PanopticError(f'train.optimizer must be sgd or adamw, got {kw["optimizer"]!r}')
+        if int(kw['steps']) <= 0 or int(kw['batch_size']) <= 0:
+            raise PanopticError('train.steps and train.batch_size must be positive')
+        return cls(**kw)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for key in ('lr_milestones', 'crop', 'scale'):
+            d[key] = list(d[key])
+        return d
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: ModelSpec
+    train: TrainSpec
+    data: dict
+    path: str = ''
+
+    def to_dict(self) -> dict:
+        return {'model': self.model.to_dict(), 'train': self.train.to_dict(),
+                'data': dict(self.data)}
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe YAML; errors name the file and what was expected."""
+    try:
+        with open(path) as f:
+            d = yaml.safe_load(f)
+    except OSError as exc:
+        raise PanopticError(f'cannot read config {path}: {exc.strerror}') from exc
+    except yaml.YAMLError as exc:
+        raise PanopticError(f'config {path} is not valid YAML: {exc}') from exc
+    if not isinstance(d, dict):
+        raise PanopticError(f'config {path}: expected a mapping with sections model, train, '
+                            f'data; got {type(d).__name__}')
+    try:
+        _check_keys('(top level)', d, {'model', 'train', 'data'}, {'model', 'train'})
+        return Recipe(ModelSpec.from_dict(d['model']), TrainSpec.from_dict(d['train']),
+                      dict(d.get('data') or {}), str(path))
+    except (PanopticError, TypeError, ValueError) as exc:
+        raise PanopticError(f'config {path}: {exc}') from exc

@@ -1,0 +1,129 @@
+"""Run a model over a dataset: PQ/SQ/RQ through the project's evaluator, and mIoU.
+
+Category ids in the results are the label set's dataset ids (Cityscapes labelIds, COCO
+category ids), as in the dataset's panoptic JSON, so ``--out`` has the layout of
+``panoptic pq``; predictions can be written in COCO panoptic format for ``panoptic pq`` or the
+official tools.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from panoptic_ros.datasets.sample import Sample
+from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
+from panoptic_ros.labels import LabelSet
+
+
+class SemanticConfusion:
+    """Pixel confusion of semantic maps; void ground truth is ignored, void predictions are
+    errors."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.c = num_classes
+        self.matrix = np.zeros((num_classes, num_classes + 1), np.int64)
+
+    def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
+        """``gt``, ``pred``: ``[H, W]`` class ids; values ``>= num_classes`` are void."""
+        valid = gt < self.c
+        p = np.minimum(pred[valid].astype(np.int64), self.c)
+        self.matrix += np.bincount(gt[valid].astype(np.int64) * (self.c + 1) + p,
+                                   minlength=self.c * (self.c + 1)).reshape(self.c, self.c + 1)
+
+    def iou(self) -> np.ndarray:
+        """``[C]`` IoU per class; NaN where a class is in neither map."""
+        tp = np.diag(self.matrix[:, :self.c]).astype(np.float64)
+        union = self.matrix.sum(1) + self.matrix[:, :self.c].sum(0) - tp
+        with np.errstate(invalid='ignore', divide='ignore'):
+            return np.where(union > 0, tp / union, np.nan)
+
+    def miou(self) -> float:
+        iou = self.iou()
+        return float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
+
+
+def categories(labels: LabelSet) -> dict[int, dict]:
+    """Evaluator categories keyed by dataset id."""
+    return {int(c['id']): c for c in labels.to_categories()}
+
+
+class PanopticEvaluator:
+    """Accumulates PQ and mIoU of predictions against samples."""
+
+    def __init__(self, labels: LabelSet) -> None:
+        self.labels = labels
+        self.dataset_ids = labels.dataset_ids
+        self.pq = PQAccumulator(categories(labels))
+        self.semantic = SemanticConfusion(labels.num_classes)
+
+    def add(self, sample: Sample, result) -> None:
+        """``result``: a :class:`PanopticResult` at the sample's size (any device)."""
+        panoptic = result.panoptic.cpu().numpy()
+        gt = SegmentTable.build([g.id for g in sample.segments],
+                                self.dataset_ids[[g.class_id for g in sample.segments]],
+                                [g.iscrowd for g in sample.segments])
+        classes = result.segment_classes.cpu().numpy()
+        pred = SegmentTable.build(result.segment_ids.cpu().tolist(), self.dataset_ids[classes])
+        self.pq.add(sample.panoptic(result.label_divisor), gt, panoptic, pred,
+                    image_id=sample.name, void=-1)
+        self.semantic.add(sample.semantic, result.semantic.cpu().numpy())
+
+    def summarize(self) -> dict:
+        """``panoptic pq``'s layout plus ``miou`` and ``iou_per_class`` (by dataset id)."""
+        out = self.pq.summarize()
+        out['miou'] = self.semantic.miou()
+        out['iou_per_class'] = {int(d): (None if np.isnan(v) else float(v))
+                                for d, v in zip(self.dataset_ids, self.semantic.iou())}
+        return out
+
+
+def write_coco_prediction(result, labels: LabelSet, image_id: str, png_dir: Path) -> dict:
+    """Write the RGB-id PNG of a result; return its ``annotations`` entry."""
+    from panoptic_ros.encoding import write_id_png
+
+    panoptic = result.panoptic.cpu().numpy()
+    ids = np.where(panoptic < 0, 0, panoptic)
+    file_name = f'{image_id}.png'
+    write_id_png(png_dir / file_name, ids)
+    classes = result.segment_classes.cpu().numpy()
+    segs = [{'id': int(i), 'category_id': int(labels.dataset_ids[c]), 'iscrowd': 0,
+             'area': int(a), 'bbox': [int(v) for v in b], 'score': float(s)}
+            for i, c, a, b, s in zip(result.segment_ids.tolist(), classes,
+                                     result.segment_areas.tolist(),
+                                     result.segment_boxes.tolist(),
+                                     result.segment_scores.tolist())]
+    return {'image_id': image_id, 'file_name': file_name, 'segments_info': segs}
+
+
+def evaluate(predict: Callable[[list[np.ndarray]], list], samples: Iterable[Sample],
+             labels: LabelSet, *, batch_size: int = 1, coco_dir: Path | None = None,
+             on_batch: Callable[[int], None] | None = None) -> tuple[dict, list[dict]]:
+    """Run ``predict`` (e.g. a :class:`~panoptic_ros.inference.Predictor`) over ``samples``.
+
+    Returns:
+        ``(results, annotations)``: see :meth:`PanopticEvaluator.summarize`; COCO
+        ``annotations`` entries when ``coco_dir`` is given (PNGs written there), else empty.
+    """
+    ev = PanopticEvaluator(labels)
+    annotations: list[dict] = []
+    batch: list[Sample] = []
+
+    def flush() -> None:
+        for s, r in zip(batch, predict([s.image for s in batch])):
+            ev.add(s, r)
+            if coco_dir is not None:
+                annotations.append(write_coco_prediction(r, labels, s.name, coco_dir))
+        if on_batch:
+            on_batch(len(batch))
+        batch.clear()
+
+    for s in samples:
+        batch.append(s)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return ev.summarize(), annotations

@@ -1,0 +1,55 @@
+"""``panoptic eval``: a weights file over a dataset split, through the chosen engine."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from panoptic_ros.engines import create_engine
+    from panoptic_ros.evaluation.evaluate import categories, evaluate
+    from panoptic_ros.evaluation.pq import format_pq_table
+    from panoptic_ros.fileio import atomic_write_json
+    from panoptic_ros.inference import Predictor
+    from panoptic_ros.training.loop import open_dataset
+    from panoptic_ros.weights import resolve_weights
+
+    weights = resolve_weights(args.weights)
+    engine, spec, card = create_engine(args.engine, weights, device=args.device,
+                                       precision=args.precision, batch=args.batch)
+    labels = spec.label_set()
+    dataset = open_dataset({'format': args.format}, args.data, args.split, labels)
+    num = len(dataset) if args.num is None else min(args.num, len(dataset))
+    predictor = Predictor(engine, spec)
+    coco_dir = None
+    if args.predictions:
+        coco_dir = Path(args.predictions) / 'panoptic'
+        coco_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=num, unit='img', disable=args.quiet)
+    t0 = time.perf_counter()
+    results, annotations = evaluate(predictor, (dataset[i] for i in range(num)), labels,
+                                    batch_size=args.batch, coco_dir=coco_dir,
+                                    on_batch=bar.update)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    cats = categories(labels)
+    print(format_pq_table(results, cats))
+    print(f'{"mIoU":22s}| {100 * results["miou"]:5.1f}')
+    print(f'{num} images of {args.data} ({args.split}) with {weights.name} on {args.engine} '
+          f'({args.device}) in {seconds:.1f} s')
+    results['meta'] = {'weights': str(weights), 'engine': args.engine, 'device': args.device,
+                       'data': str(args.data), 'split': args.split, 'images': num,
+                       'input_size': list(spec.input_size)}
+    if args.out:
+        atomic_write_json(args.out, results, indent=4)
+        print(f'results written to {args.out}')
+    if coco_dir is not None:
+        atomic_write_json(Path(args.predictions) / 'predictions.json',
+                          {'annotations': annotations, 'categories': list(cats.values())})
+        print(f'COCO panoptic predictions written to {args.predictions} (predictions.json, '
+              f'panoptic/)')
+    return 0

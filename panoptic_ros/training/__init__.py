@@ -1,0 +1,1 @@
+"""Training: deterministic data, checkpoints, the loop (single process or torchrun DDP)."""

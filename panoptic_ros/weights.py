@@ -1,0 +1,110 @@
+"""Deployable weights: one safetensors file carrying its model card.
+
+The file's metadata holds ``panoptic_ros.card``: JSON with the model spec (architecture,
+labels, input size, constructor and post-processing parameters; see
+:class:`~panoptic_ros.config.ModelSpec`), the class names, the training recipe and the
+measured metrics. A weights file alone rebuilds and describes its model; safetensors never
+runs code while loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from panoptic_ros.config import ModelSpec
+from panoptic_ros.errors import PanopticError
+from panoptic_ros.fileio import atomic_write_bytes
+
+CARD_KEY = 'panoptic_ros.card'
+DEFAULT_MODEL = 'dense_detections_r18_synth_256x512.safetensors'
+
+
+def save_weights(path: str | Path, model: torch.nn.Module, spec: ModelSpec, card: dict,
+                 half: bool = False) -> None:
+    """Write ``model``'s parameters and buffers (fp16 when ``half``) with its card, atomically."""
+    from safetensors.torch import save
+
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    meta = {CARD_KEY: json.dumps({**card, 'model': spec.to_dict(),
+                                  'classes': list(spec.label_set().names),
+                                  'dtype': 'float16' if half else 'float32'})}
+    atomic_write_bytes(path, save(state, metadata=meta))
+
+
+def read_card(path: str | Path) -> dict:
+    """The card of a weights file, without reading the tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise PanopticError(f'weights file {path} does not exist')
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise PanopticError(f'weights file {path} is not a safetensors file written by '
+                            f'panoptic train ({exc})') from exc
+    if CARD_KEY not in meta:
+        raise PanopticError(f'weights file {path} has no {CARD_KEY!r} metadata: expected a '
+                            f'file written by panoptic train')
+    try:
+        card = json.loads(meta[CARD_KEY])
+        card['spec'] = ModelSpec.from_dict(card['model'])
+    except (json.JSONDecodeError, KeyError, PanopticError) as exc:
+        raise PanopticError(f'weights file {path}: unreadable model card: {exc}') from exc
+    return card
+
+
+def load_model(path: str | Path, device: str | torch.device = 'cpu'
+               ) -> tuple[torch.nn.Module, ModelSpec, dict[str, Any]]:
+    """Model (eval mode, float32, on ``device``), spec and card of a weights file."""
+    from safetensors.torch import load_file
+
+    card = read_card(path)
+    spec = card['spec']
+    model = spec.build()
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise PanopticError(f'weights file {path}: cannot read tensors ({exc})') from exc
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise PanopticError(f'weights file {path} does not fit a {spec.architecture} model '
+                            f'with {spec.params}: missing {result.missing_keys[:5]}, '
+                            f'unexpected {result.unexpected_keys[:5]}')
+    return model.to(device).eval(), spec, card
+
+
+def models_dir() -> Path:
+    """Folder of the bundled models: the source tree's ``models/`` or the installed share."""
+    here = Path(__file__).resolve().parent.parent / 'models'
+    if here.is_dir():
+        return here
+    for prefix in (Path(sys.prefix), Path(sys.executable).resolve().parent.parent):
+        candidate = prefix / 'share' / 'panoptic_ros' / 'models'
+        if candidate.is_dir():
+            return candidate
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory('panoptic_ros')) / 'models'
+    except Exception:  # not in a ROS environment: report the source-tree location
+        return here
+
+
+def resolve_weights(path: str | os.PathLike | None) -> Path:
+    """``path``, or the bundled default model when None."""
+    if path is not None:
+        return Path(path)
+    default = models_dir() / DEFAULT_MODEL
+    if not default.is_file():
+        raise PanopticError(f'the bundled default model {default} is missing; pass --weights')
+    return default
