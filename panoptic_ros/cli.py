@@ -69,6 +69,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return run_eval(args)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from panoptic_ros.export.run import run_export
+
+    return run_export(args)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from panoptic_ros.bench import run_bench
+
+    return run_bench(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='panoptic', description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
@@ -129,6 +141,40 @@ def build_parser() -> argparse.ArgumentParser:
                    'predictions.json) into this folder')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser('export', help='export a model to ONNX or a TensorRT engine',
+                       description='ONNX (static input shape, normalisation and decoding inside, '
+                       'checked with the ONNX checker and against ONNX Runtime) or a TensorRT '
+                       'engine built from it with the TensorRT Python API.')
+    p.add_argument('--weights', help='weights file (default: the bundled model)')
+    p.add_argument('--format', default='onnx', choices=['onnx', 'tensorrt'])
+    p.add_argument('--height', type=int, help='input height (default: the model card\'s)')
+    p.add_argument('--width', type=int, help='input width (default: the model card\'s)')
+    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--out', required=True, help='output .onnx or .plan file')
+    p.add_argument('--fp16', action='store_true', help='TensorRT: allow FP16 kernels')
+    p.add_argument('--workspace', type=float, default=4.0, help='TensorRT workspace (GiB)')
+    p.add_argument('--cache-dir', help='TensorRT engine and timing cache folder '
+                   '(default: ~/.cache/panoptic_ros)')
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser('bench', help='per-stage latency of a model on an engine',
+                       description='Latency of preprocess, inference and post-processing on a '
+                       'synthetic camera image, after warm-up: median and p95.')
+    p.add_argument('--weights', help='weights file (default: the bundled model)')
+    p.add_argument('--config', help='time the recipe\'s model with untrained weights instead')
+    p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16'])
+    p.add_argument('--height', type=int, help='network input height (default: the card\'s)')
+    p.add_argument('--width', type=int, help='network input width (default: the card\'s)')
+    p.add_argument('--image-height', type=int, help='camera image height (default: input)')
+    p.add_argument('--image-width', type=int, help='camera image width (default: input)')
+    p.add_argument('--warmup', type=int, default=5)
+    p.add_argument('--iters', type=int, default=30)
+    p.add_argument('--threads', type=int, help='torch CPU threads')
+    p.add_argument('--out', help='write the figures as JSON here')
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser('demo', help='run the main job on the bundled sample data')
     p.add_argument('--out', default='demo_output', help='output folder')

@@ -23,9 +23,13 @@ class Engine(Protocol):
 
 
 def create_engine(name: str, weights: str | Path, *, device: str = 'cpu',
-                  precision: str = 'fp32', batch: int = 1, cache_dir: str | Path | None = None
+                  precision: str = 'fp32', batch: int = 1, cache_dir: str | Path | None = None,
+                  size: tuple[int, int] | None = None
                   ) -> tuple[Engine, 'ModelSpec', dict]:  # noqa: F821
     """An engine by name for a weights file; also returns the model spec and card.
+
+    ``size`` overrides the network input size of the card (fully convolutional models run at
+    any multiple of 128; accuracy is best at the size they were trained for).
 
     ``onnxruntime`` and ``tensorrt`` export (and build) what they need on first use and cache it
     under ``cache_dir`` (default: ``~/.cache/panoptic_ros``), keyed by the weights' hash.
@@ -39,13 +43,14 @@ def create_engine(name: str, weights: str | Path, *, device: str = 'cpu',
         from panoptic_ros.weights import load_model
 
         model, spec, card = load_model(weights)
-        return TorchEngine(model, spec.input_size, device=device, precision=precision), spec, card
+        engine = TorchEngine(model, size or spec.input_size, device=device, precision=precision)
+        return engine, spec, card
     from panoptic_ros.export.artifacts import cached_onnx
     from panoptic_ros.weights import read_card
 
     card = read_card(weights)
     spec = card['spec']
-    onnx_path = cached_onnx(weights, batch=batch, cache_dir=cache_dir)
+    onnx_path = cached_onnx(weights, batch=batch, cache_dir=cache_dir, size=size)
     if name == 'onnxruntime':
         from panoptic_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 

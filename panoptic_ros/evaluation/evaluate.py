@@ -81,18 +81,24 @@ class PanopticEvaluator:
 
 
 def write_coco_prediction(result, labels: LabelSet, image_id: str, png_dir: Path) -> dict:
-    """Write the RGB-id PNG of a result; return its ``annotations`` entry."""
+    """Write the RGB-id PNG of a result; return its ``annotations`` entry.
+
+    Segment ids are ``dataset_id * label_divisor + instance_id`` (the Cityscapes panoptic
+    convention, never 0: COCO reserves 0 for void), categories are dataset ids.
+    """
     from panoptic_ros.encoding import write_id_png
 
-    panoptic = result.panoptic.cpu().numpy()
-    ids = np.where(panoptic < 0, 0, panoptic)
+    div = result.label_divisor
+    panoptic = result.panoptic.cpu().numpy().astype(np.int64)
+    lut = labels.dataset_ids
+    ids = np.where(panoptic < 0, 0, lut[np.maximum(panoptic, 0) // div] * div + panoptic % div)
     file_name = f'{image_id}.png'
     write_id_png(png_dir / file_name, ids)
     classes = result.segment_classes.cpu().numpy()
-    segs = [{'id': int(i), 'category_id': int(labels.dataset_ids[c]), 'iscrowd': 0,
+    seg_ids = result.segment_ids.cpu().numpy().astype(np.int64)
+    segs = [{'id': int(lut[c] * div + i % div), 'category_id': int(lut[c]), 'iscrowd': 0,
              'area': int(a), 'bbox': [int(v) for v in b], 'score': float(s)}
-            for i, c, a, b, s in zip(result.segment_ids.tolist(), classes,
-                                     result.segment_areas.tolist(),
+            for i, c, a, b, s in zip(seg_ids, classes, result.segment_areas.tolist(),
                                      result.segment_boxes.tolist(),
                                      result.segment_scores.tolist())]
     return {'image_id': image_id, 'file_name': file_name, 'segments_info': segs}
