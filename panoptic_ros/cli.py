@@ -81,6 +81,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def _cmd_card(args: argparse.Namespace) -> int:
+    from panoptic_ros.card import run_card
+
+    return run_card(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='panoptic', description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
@@ -175,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int, help='torch CPU threads')
     p.add_argument('--out', help='write the figures as JSON here')
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser('card', help='package trained weights with their model card',
+                       description='Copy weights (optionally as float16) and put the metrics '
+                       'of "panoptic eval --out" into their card; writes WEIGHTS.md with the '
+                       'sha256.')
+    p.add_argument('--weights', required=True, help='weights file written by panoptic train')
+    p.add_argument('--out', help='write here instead of updating --weights in place')
+    p.add_argument('--fp16', action='store_true', help='store float16 tensors')
+    p.add_argument('--eval', help='results JSON of panoptic eval on these weights')
+    p.add_argument('--paper', help='paper reference for the card')
+    p.set_defaults(func=_cmd_card)
 
     p = sub.add_parser('demo', help='run the main job on the bundled sample data')
     p.add_argument('--out', default='demo_output', help='output folder')

@@ -1,0 +1,96 @@
+"""``panoptic card``: turn a training run's weights into a shippable model with its card.
+
+- ``--out F [--fp16]``: copy the weights (optionally as float16) with their card;
+- ``--eval results.json``: put the metrics ``panoptic eval --out`` measured into the card
+  and write the human-readable card ``<weights>.md`` next to the file, with its sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from panoptic_ros.errors import PanopticError
+
+
+def _metrics(results: dict, labels) -> dict:
+    names = dict(zip((int(i) for i in labels.dataset_ids), labels.names))
+    return {
+        'pq': round(100 * results['All']['pq'], 2), 'sq': round(100 * results['All']['sq'], 2),
+        'rq': round(100 * results['All']['rq'], 2),
+        'pq_things': round(100 * results['Things']['pq'], 2),
+        'pq_stuff': round(100 * results['Stuff']['pq'], 2),
+        'miou': round(100 * results['miou'], 2),
+        'per_class_pq': {names[int(k)]: round(100 * v['pq'], 2)
+                         for k, v in results['per_class'].items()},
+        'eval': results.get('meta', {}),
+    }
+
+
+def _markdown(path: Path, card: dict, sha256: str) -> str:
+    spec = card['spec']
+    m, tr = card.get('metrics', {}), card.get('training', {})
+    ev = m.get('eval', {})
+    lines = [
+        f'# {path.stem}',
+        '',
+        f'Architecture `{spec.architecture}` ({card.get("paper", "")}), parameters '
+        f'`{json.dumps(spec.params)}`; network input {spec.input_size[0]}x'
+        f'{spec.input_size[1]} RGB (the node resizes camera images to it); label set '
+        f'`{spec.labels}`, {len(card["classes"])} classes: {", ".join(card["classes"])}.',
+        '',
+        f'- File: `{path.name}`, {path.stat().st_size / 2 ** 20:.1f} MiB, weights in '
+        f'{card.get("dtype")}, sha256 `{sha256}`',
+        f'- Recipe: `{card.get("recipe_file", "")}`',
+        f'- Training: {tr.get("steps")} steps in {tr.get("train_seconds", 0) / 60:.0f} min on '
+        f'{tr.get("hardware")} (torch {tr.get("torch")})',
+        '',
+        '## Metrics',
+        '',
+        f'{ev.get("images")} images of `{ev.get("data")}` (split `{ev.get("split")}`), engine '
+        f'{ev.get("engine")}, measured with `panoptic eval`:',
+        '',
+        '| PQ | SQ | RQ | PQ things | PQ stuff | mIoU |',
+        '|---|---|---|---|---|---|',
+        f'| {m.get("pq")} | {m.get("sq")} | {m.get("rq")} | {m.get("pq_things")} | '
+        f'{m.get("pq_stuff")} | {m.get("miou")} |',
+        '',
+        '| class | PQ |',
+        '|---|---|',
+    ]
+    lines += [f'| {k} | {v} |' for k, v in m.get('per_class_pq', {}).items()]
+    return '\n'.join(lines) + '\n'
+
+
+def run_card(args: argparse.Namespace) -> int:
+    from panoptic_ros.export.artifacts import file_sha256
+    from panoptic_ros.fileio import atomic_write_text
+    from panoptic_ros.weights import load_model, read_card, save_weights
+
+    src = Path(args.weights)
+    card = read_card(src)
+    dst = Path(args.out) if args.out else src
+    model, spec, _ = load_model(src)
+    half = args.fp16 or card.get('dtype') == 'float16'
+    extra = {k: v for k, v in card.items() if k not in ('spec', 'model', 'classes', 'dtype')}
+    if args.paper:
+        extra['paper'] = args.paper
+    if args.eval:
+        from panoptic_ros.fileio import read_json
+
+        results = read_json(args.eval, 'panoptic eval results')
+        if 'miou' not in results or 'All' not in results:
+            raise PanopticError(f'{args.eval}: expected the JSON written by panoptic eval --out')
+        if results.get('meta', {}).get('weights') not in (None, str(src), str(dst)):
+            raise PanopticError(f'{args.eval} evaluated {results["meta"]["weights"]}, not {src}')
+        extra['metrics'] = _metrics(results, spec.label_set())
+    save_weights(dst, model, spec, extra, half=half)
+    card = read_card(dst)
+    if args.eval:
+        sha = file_sha256(dst)
+        atomic_write_text(dst.with_suffix('.md'), _markdown(dst, card, sha))
+        print(f'card written into {dst} and {dst.with_suffix(".md")} (sha256 {sha})')
+    else:
+        print(f'weights written to {dst} ({"float16" if half else "float32"})')
+    return 0

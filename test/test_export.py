@@ -1,0 +1,168 @@
+"""ONNX export, the engines behind one interface, TensorRT's parts that run here, eval CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros import cli
+from panoptic_ros.engines import create_engine
+from panoptic_ros.errors import PanopticError
+from panoptic_ros.export.onnx_export import export_onnx, graph_ops, supported_tensorrt_ops
+from panoptic_ros.export.tensorrt import engine_key
+from panoptic_ros.inference import Predictor
+from panoptic_ros.datasets.cityscapes import CityscapesDataset
+from panoptic_ros.synth.writer import write_dataset
+from panoptic_ros.weights import load_model, resolve_weights
+
+DEFAULT = resolve_weights(None)
+
+
+def _tensorrt_available() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(scope='module')
+def val_data(tmp_path_factory):
+    """Synthetic val images at the default model's size, from a seed training never used."""
+    root = tmp_path_factory.mktemp('val')
+    h, w = load_model(DEFAULT)[1].input_size
+    write_dataset(root, 'val', num=6, height=h, width=w, seed=11, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope='module')
+def onnx_file(tmp_path_factory):
+    model, spec, card = load_model(DEFAULT)
+    path = tmp_path_factory.mktemp('onnx') / 'model.onnx'
+    proto = export_onnx(model, path, height=spec.input_size[0], width=spec.input_size[1],
+                        card=card)
+    return path, proto
+
+
+def test_onnx_graph_is_static_and_uses_only_tensorrt_ops(onnx_file):
+    path, proto = onnx_file
+    assert proto.opset_import[0].version >= 17
+    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 256, 512]                        # static shape
+    assert [o.name for o in proto.graph.output] == [
+        'dense_boxes', 'semantic_prob', 'cand_boxes', 'cand_scores', 'cand_classes']
+    unsupported = graph_ops(proto) - supported_tensorrt_ops()
+    assert not unsupported, f'ops TensorRT cannot parse: {unsupported}'
+    # TensorRT needs TopK's K as a constant: every K is an initializer or a Constant node
+    consts = {i.name for i in proto.graph.initializer} | {
+        o for n in proto.graph.node if n.op_type == 'Constant' for o in n.output}
+    assert all(n.input[1] in consts for n in proto.graph.node if n.op_type == 'TopK')
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta['panoptic_ros.card'])['classes'][0] == 'road'
+
+
+def test_onnxruntime_matches_torch(onnx_file, val_data):
+    """Raw engine outputs within 1e-4 (probabilities, scores) and identical panoptic maps."""
+    from panoptic_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    model, spec, _ = load_model(DEFAULT)
+    ort_engine = OnnxRuntimeEngine(onnx_file[0])
+    torch_engine, _, _ = create_engine('torch', DEFAULT)
+    ds = CityscapesDataset(val_data, 'val')
+    p_torch, p_ort = Predictor(torch_engine, spec), Predictor(ort_engine, spec)
+    for i in range(len(ds)):
+        image = ds[i].image
+        x = torch.from_numpy(image).permute(2, 0, 1)[None]
+        a, b = torch_engine(x), ort_engine(x)
+        assert torch.allclose(a['semantic_prob'], b['semantic_prob'], atol=1e-4)
+        sa = a['cand_scores'].sort(descending=True).values
+        sb = b['cand_scores'].sort(descending=True).values
+        assert torch.allclose(sa, sb, atol=1e-4)
+        ra, rb = p_torch([image])[0], p_ort([image])[0]
+        assert torch.equal(ra.panoptic, rb.panoptic), ds[i].name
+        assert torch.equal(ra.segment_ids, rb.segment_ids)
+
+
+def test_engine_factory_errors():
+    with pytest.raises(PanopticError, match="unknown engine 'openvino'"):
+        create_engine('openvino', DEFAULT)
+    with pytest.raises(PanopticError, match='precision must be fp32 or fp16'):
+        create_engine('torch', DEFAULT, precision='int4')
+
+
+@pytest.mark.skipif(_tensorrt_available(), reason='TensorRT is installed: the build test runs')
+def test_tensorrt_missing_is_a_clear_error(tmp_path, capsys):
+    code = cli.main(['export', '--format', 'tensorrt', '--out', str(tmp_path / 'm.plan')])
+    assert code == 2
+    assert 'needs NVIDIA TensorRT' in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not _tensorrt_available(),
+                    reason='TensorRT libraries and a CUDA GPU are not available here (they '
+                    'cannot be installed in this environment)')
+def test_tensorrt_engine_matches_torch(val_data, tmp_path):
+    trt_engine, spec, _ = create_engine('tensorrt', DEFAULT, device='cuda', cache_dir=tmp_path)
+    torch_engine, _, _ = create_engine('torch', DEFAULT, device='cuda')
+    image = CityscapesDataset(val_data, 'val')[0].image
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].cuda()
+    a, b = torch_engine(x), trt_engine(x)
+    assert torch.allclose(a['semantic_prob'], b['semantic_prob'], atol=1e-3)
+    # a second build with the same key comes from the cache
+    plan = sorted(tmp_path.glob('*.plan'))
+    create_engine('tensorrt', DEFAULT, device='cuda', cache_dir=tmp_path)
+    assert sorted(tmp_path.glob('*.plan')) == plan
+
+
+def test_engine_cache_key_covers_every_part():
+    base = ('10.3', 'H100', (1, 3, 256, 512), 'fp16', 'abc')
+    keys = {engine_key(*base)}
+    for i, other in enumerate(('10.4', 'A100', (1, 3, 512, 1024), 'fp32', 'abd')):
+        changed = list(base)
+        changed[i] = other
+        keys.add(engine_key(*changed))
+    assert len(keys) == 6
+
+
+def test_eval_cli_agrees_with_panoptic_pq_on_its_predictions(val_data, tmp_path, capsys):
+    out, pred = tmp_path / 'results.json', tmp_path / 'pred'
+    assert cli.main(['eval', '--data', str(val_data), '--out', str(out), '--predictions',
+                     str(pred), '--quiet']) == 0
+    results = json.loads(out.read_text())
+    assert 0 <= results['miou'] <= 1 and results['meta']['images'] == 6
+    assert set(results) >= {'All', 'Things', 'Stuff', 'per_class', 'miou'}
+    gt = val_data / 'gtFine'
+    assert cli.main(['pq', '--gt-json', str(gt / 'cityscapes_panoptic_val.json'),
+                     '--gt-dir', str(gt / 'cityscapes_panoptic_val'),
+                     '--pred-json', str(pred / 'predictions.json'),
+                     '--pred-dir', str(pred / 'panoptic'), '--out',
+                     str(tmp_path / 'pq.json'), '--workers', '1']) == 0
+    official_layout = json.loads((tmp_path / 'pq.json').read_text())
+    for group in ('All', 'Things', 'Stuff'):
+        assert official_layout[group]['pq'] == pytest.approx(results[group]['pq'], abs=1e-9)
+    assert results['All']['pq'] > 0.2                      # a trained model, not noise
+
+
+def test_commands_default_to_the_bundled_model_and_say_so_when_weights_are_bad(tmp_path,
+                                                                              capsys):
+    bad = tmp_path / 'bad.safetensors'
+    bad.write_text('not weights')
+    assert cli.main(['bench', '--weights', str(bad)]) == 2
+    assert 'not a safetensors file' in capsys.readouterr().err
+    assert DEFAULT.is_file() and DEFAULT.stat().st_size < 20 * 2 ** 20
+
+
+@pytest.mark.slow
+def test_default_model_reproduces_its_card_on_fresh_val_data(tmp_path):
+    """The card's PQ (200 held-out images) within 2 points on 200 images of another seed."""
+    from panoptic_ros.weights import read_card
+
+    card = read_card(DEFAULT)
+    h, w = card['spec'].input_size
+    write_dataset(tmp_path, 'val', num=200, height=h, width=w, seed=2026, workers=2,
+                  progress=False)
+    out = tmp_path / 'r.json'
+    assert cli.main(['eval', '--data', str(tmp_path), '--out', str(out), '--quiet']) == 0
+    pq = json.loads(out.read_text())['All']['pq'] * 100
+    assert abs(pq - card['metrics']['pq']) <= 2.0, (pq, card['metrics'])

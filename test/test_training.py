@@ -1,0 +1,187 @@
+"""Recipes, the training command (loss falls, interrupted runs resume exactly) and weights."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from panoptic_ros.config import load_recipe
+from panoptic_ros.errors import PanopticError
+from panoptic_ros.synth.writer import write_dataset
+from panoptic_ros.training import loop
+from panoptic_ros.training.checkpoint import load_checkpoint
+from panoptic_ros.weights import load_model, read_card, save_weights
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / 'config' / 'models').glob('*.yaml'))
+
+TINY = {
+    'model': {'architecture': 'dense_detections', 'labels': 'cityscapes',
+              'input_size': [128, 256],
+              'params': {'backbone_depth': 18, 'fpn_channels': 32, 'tower_convs': 1},
+              'postprocess': {'min_stuff_area': 32}},
+    'train': {'steps': 8, 'batch_size': 2, 'optimizer': 'adamw', 'lr': 0.002,
+              'warmup_steps': 0, 'crop': [128, 256], 'scale': [1.0, 1.0], 'workers': 0,
+              'checkpoint_every': 4, 'val_every': 0, 'val_images': 2, 'log_every': 2},
+    'data': {'format': 'cityscapes'},
+}
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('tiny')
+    write_dataset(root, 'train', num=2, height=128, width=256, seed=3, workers=1,
+                  progress=False)
+    write_dataset(root, 'val', num=2, height=128, width=256, seed=4, workers=1,
+                  progress=False)
+    return root
+
+
+def _recipe(tmp_path, **train):
+    d = {**TINY, 'train': {**TINY['train'], **train}}
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(d))
+    return load_recipe(path)
+
+
+@pytest.mark.parametrize('path', RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_loads_and_names_its_model(path):
+    recipe = load_recipe(path)
+    arch, backbone, dataset, size = path.stem.rsplit('_', 3)
+    assert recipe.model.architecture == arch
+    assert f'r{recipe.model.params["backbone_depth"]}' == backbone
+    assert size == 'x'.join(map(str, recipe.model.input_size))
+    kw = recipe.model.model_kwargs()
+    assert kw['num_classes'] == recipe.model.label_set().num_classes
+    recipe.model.postprocessor()        # post-processing arguments are valid
+    recipe.model.objective(**recipe.train.objective)
+
+
+def test_bad_recipes_fail_with_what_was_expected(tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text(yaml.safe_dump({**TINY, 'train': {**TINY['train'], 'lr_sheduler': 1}}))
+    with pytest.raises(PanopticError, match=r"unknown keys \['lr_sheduler'\]"):
+        load_recipe(bad)
+    bad.write_text(yaml.safe_dump({**TINY, 'model': {**TINY['model'], 'input_size': [128]}}))
+    with pytest.raises(PanopticError, match=r'input_size must be \[height, width\]'):
+        load_recipe(bad)
+    bad.write_text('model: [unclosed')
+    with pytest.raises(PanopticError, match='not valid YAML'):
+        load_recipe(bad)
+    with pytest.raises(PanopticError, match='cannot read config'):
+        load_recipe(tmp_path / 'missing.yaml')
+    bad.write_text(yaml.safe_dump({**TINY, 'model': {**TINY['model'],
+                                                      'params': {'fpn_chanels': 8}}}))
+    with pytest.raises(PanopticError, match='bad config arguments'):
+        load_recipe(bad).model.build()
+
+
+def _batch_loss(recipe, model, data_root):
+    """Loss of ``model`` (train mode, no update) on the run's first batch."""
+    from panoptic_ros.datasets.transforms import training_transforms
+
+    objective = recipe.model.objective(**recipe.train.objective)
+    ds = loop.TrainingSet(loop.open_dataset(recipe.data, data_root, 'train', None),
+                          training_transforms(recipe.train.crop, recipe.train.scale),
+                          objective, recipe.train.seed)
+    images, targets = loop.collate([ds[0], ds[1]])
+    model.train()
+    with torch.no_grad():
+        return float(objective(model(images), targets)['total'])
+
+
+def test_tiny_training_run_learns(tiny_data, tmp_path):
+    recipe = _recipe(tmp_path)
+    summary = loop.train(recipe, tiny_data, tmp_path / 'run', progress=False)
+    assert summary['steps'] == 8
+    assert (tmp_path / 'run' / 'summary.json').is_file()
+    assert any((tmp_path / 'run' / 'tensorboard').iterdir())
+    torch.manual_seed(recipe.train.seed)
+    initial = _batch_loss(recipe, recipe.model.build(), tiny_data)
+    trained, spec, card = load_model(tmp_path / 'run' / 'model.safetensors')
+    final = _batch_loss(recipe, trained, tiny_data)
+    assert final < 0.6 * initial, (initial, final)
+    assert spec == recipe.model and card['training']['steps'] == 8
+    assert card['classes'][0] == 'road'
+
+
+def test_interrupted_run_resumes_exactly(tiny_data, tmp_path, monkeypatch):
+    recipe = _recipe(tmp_path, checkpoint_every=100)     # only the interrupt writes one
+    loop.train(recipe, tiny_data, tmp_path / 'straight', progress=False)
+
+    original = loop.TrainingSet.__getitem__
+
+    def interrupt_at_step_3(self, g):                     # Ctrl-C while loading step 3
+        if g >= 3 * recipe.train.batch_size:
+            raise KeyboardInterrupt
+        return original(self, g)
+    monkeypatch.setattr(loop.TrainingSet, '__getitem__', interrupt_at_step_3)
+    with pytest.raises(PanopticError, match='interrupted at step 3'):
+        loop.train(recipe, tiny_data, tmp_path / 'resumed', progress=False)
+    assert load_checkpoint(tmp_path / 'resumed' / 'checkpoints' / 'last.pt')['step'] == 3
+    monkeypatch.setattr(loop.TrainingSet, '__getitem__', original)
+    with pytest.raises(PanopticError, match='pass --resume'):
+        loop.train(recipe, tiny_data, tmp_path / 'resumed', progress=False)
+    loop.train(recipe, tiny_data, tmp_path / 'resumed', resume=True, progress=False)
+
+    a = load_checkpoint(tmp_path / 'straight' / 'checkpoints' / 'last.pt')
+    b = load_checkpoint(tmp_path / 'resumed' / 'checkpoints' / 'last.pt')
+    assert a['step'] == b['step'] == 8
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    assert a['optimizer']['state'][0]['exp_avg'].equal(b['optimizer']['state'][0]['exp_avg'])
+    assert a['scheduler'] == b['scheduler']
+
+
+def test_resume_refuses_a_different_recipe(tiny_data, tmp_path):
+    recipe = _recipe(tmp_path, steps=2, checkpoint_every=2)
+    loop.train(recipe, tiny_data, tmp_path / 'run', progress=False)
+    other = _recipe(tmp_path, steps=4, checkpoint_every=2, lr=0.01)
+    with pytest.raises(PanopticError, match='recipe differs'):
+        loop.train(other, tiny_data, tmp_path / 'run', resume=True, progress=False)
+
+
+def test_batches_depend_only_on_seed_and_step(tiny_data):
+    from panoptic_ros.training.data import StepSampler
+
+    s = list(StepSampler(0, 4, 2, rank=1, world=2))
+    assert s[0] == [2, 3] and s[3] == [14, 15]            # rank 1 takes the second half
+    assert list(StepSampler(2, 4, 2, rank=1, world=2)) == s[2:]   # resuming at step 2
+    recipe = load_recipe(RECIPES[0])
+    ds = loop.TrainingSet(loop.open_dataset({}, tiny_data, 'train', None),
+                          lambda s, rng: s, recipe.model.objective(), seed=5)
+    epoch0 = sorted(ds.image_index(g) for g in range(len(ds)))
+    assert epoch0 == list(range(len(ds)))                 # each image once per epoch
+
+
+def test_weights_files_fail_clearly(tmp_path):
+    with pytest.raises(PanopticError, match='does not exist'):
+        read_card(tmp_path / 'none.safetensors')
+    junk = tmp_path / 'junk.safetensors'
+    junk.write_bytes(b'\x00' * 100)
+    with pytest.raises(PanopticError, match='not a safetensors file'):
+        read_card(junk)
+    from safetensors.torch import save_file
+    plain = tmp_path / 'plain.safetensors'
+    save_file({'w': torch.zeros(2)}, str(plain))
+    with pytest.raises(PanopticError, match='no .panoptic_ros.card. metadata'):
+        read_card(plain)
+    recipe = load_recipe(RECIPES[-1])
+    model = recipe.model.build()
+    wrong = tmp_path / 'wrong.safetensors'
+    save_weights(wrong, torch.nn.Linear(2, 2), recipe.model, {})
+    with pytest.raises(PanopticError, match='does not fit'):
+        load_model(wrong)
+    good = tmp_path / 'good.safetensors'
+    save_weights(good, model, recipe.model, {}, half=True)
+    truncated = tmp_path / 'truncated.safetensors'
+    truncated.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    with pytest.raises(PanopticError, match='truncated.safetensors'):
+        load_model(truncated)
+    loaded, _, card = load_model(good)
+    assert card['dtype'] == 'float16'
+    for k, v in model.state_dict().items():
+        expected = v.half().float() if v.is_floating_point() else v
+        assert torch.equal(loaded.state_dict()[k], expected), k
