@@ -185,3 +185,24 @@ def test_weights_files_fail_clearly(tmp_path):
     for k, v in model.state_dict().items():
         expected = v.half().float() if v.is_floating_point() else v
         assert torch.equal(loaded.state_dict()[k], expected), k
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_one_model(tiny_data, tmp_path):
+    """DistributedDataParallel over gloo on CPU: two ranks, one run folder, one set of weights."""
+    import os
+    import subprocess
+    import sys
+
+    recipe = _recipe(tmp_path, steps=2, checkpoint_every=2)
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
+         '2', '-m', 'panoptic_ros.cli', 'train', '--config', recipe.path, '--data',
+         str(tiny_data), '--out', str(tmp_path / 'ddp'), '--quiet', '--device', 'cpu'],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = load_checkpoint(tmp_path / 'ddp' / 'checkpoints' / 'last.pt')
+    assert state['step'] == 2
+    model, _, card = load_model(tmp_path / 'ddp' / 'model.safetensors')
+    assert card['training']['hardware'].startswith('2 x CPU')
