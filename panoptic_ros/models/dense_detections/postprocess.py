@@ -61,7 +61,10 @@ class DenseDetectionsPostprocess:
         thing_classes, is_thing = thing_classes.to(device), is_thing.to(device)
         results = []
         for n in range(outputs['semantic_prob'].shape[0]):
-            valid = torch.nonzero(outputs['cand_scores'][n] > 0).flatten()
+            # a box under the score threshold never suppresses a higher-scoring one and
+            # never enters the fusion, so leaving it out of NMS changes nothing
+            scores_n = outputs['cand_scores'][n]
+            valid = torch.nonzero((scores_n > 0) & (scores_n >= self.score_threshold)).flatten()
             cand = outputs['cand_boxes'][n][valid].float()
             cand_score = outputs['cand_scores'][n][valid].float()
             cand_cls = outputs['cand_classes'][n][valid].long()
