@@ -17,22 +17,21 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT = ['--weights', str(REPO / 'models' / 'dense_detections_r18_synth_256x512.safetensors')]
+
+
+def _recipe(name: str) -> list[str]:
+    return ['--config', str(REPO / 'config' / 'models' / f'{name}.yaml')]
+
+
+R18, R50 = (_recipe(f'dense_detections_r{d}_cityscapes_1024x2048') for d in (18, 50))
+# (row label, model source, network input, timed runs)
 RUNS = [
-    ('default (R18 synth)', ['--weights', str(REPO / 'models' /
-                                              'dense_detections_r18_synth_256x512.safetensors')],
-     (256, 512), 30),
-    ('R18 Cityscapes', ['--config', str(REPO / 'config/models/'
-                                        'dense_detections_r18_cityscapes_1024x2048.yaml')],
-     (512, 1024), 10),
-    ('R18 Cityscapes', ['--config', str(REPO / 'config/models/'
-                                        'dense_detections_r18_cityscapes_1024x2048.yaml')],
-     (1024, 2048), 5),
-    ('R50 Cityscapes', ['--config', str(REPO / 'config/models/'
-                                        'dense_detections_r50_cityscapes_1024x2048.yaml')],
-     (512, 1024), 10),
-    ('R50 Cityscapes', ['--config', str(REPO / 'config/models/'
-                                        'dense_detections_r50_cityscapes_1024x2048.yaml')],
-     (1024, 2048), 5),
+    ('default (R18 synth)', DEFAULT, (256, 512), 30),
+    ('R18 Cityscapes', R18, (512, 1024), 10),
+    ('R18 Cityscapes', R18, (1024, 2048), 5),
+    ('R50 Cityscapes', R50, (512, 1024), 10),
+    ('R50 Cityscapes', R50, (1024, 2048), 5),
 ]
 
 

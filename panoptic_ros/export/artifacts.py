@@ -28,14 +28,14 @@ def cached_onnx(weights: str | Path, *, batch: int = 1, cache_dir: str | Path | 
                 size: tuple[int, int] | None = None) -> Path:
     """ONNX export of ``weights`` at its input size (or ``size``), made once per content."""
     from panoptic_ros.export.onnx_export import export_onnx
-    from panoptic_ros.weights import load_model
+    from panoptic_ros.weights import load_model, read_card
 
     weights = Path(weights)
     digest = file_sha256(weights)[:16]
-    model, spec, card = load_model(weights)
-    h, w = size or spec.input_size
+    h, w = size or read_card(weights)['spec'].input_size
     path = cache_root(cache_dir) / f'{weights.stem}-{digest}-{h}x{w}-b{batch}.onnx'
-    if not path.is_file():
+    if not path.is_file():                  # the tensors are read only to export
+        model, _, card = load_model(weights)
         export_onnx(model, path, height=h, width=w, batch=batch, card=card)
         atomic_write_text(path.with_suffix('.source'), f'{weights.resolve()}\n')
     return path

@@ -18,9 +18,11 @@ from panoptic_ros.fileio import atomic_write_bytes
 
 
 def rng_state() -> dict:
-    state = {'torch': torch.get_rng_state(), 'python': list(random.getstate()[1]),
-             'python_version': random.getstate()[0], 'python_gauss': random.getstate()[2],
-             'numpy': np.random.get_state()[1].tolist(), 'numpy_pos': int(np.random.get_state()[2])}
+    py_version, py_state, py_gauss = random.getstate()
+    _, np_keys, np_pos, _, _ = np.random.get_state()
+    state = {'torch': torch.get_rng_state(), 'python': list(py_state),
+             'python_version': py_version, 'python_gauss': py_gauss,
+             'numpy': np_keys.tolist(), 'numpy_pos': int(np_pos)}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state

@@ -8,6 +8,7 @@ loader workers, processes or restarts never changes what a step sees.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -49,9 +50,13 @@ class TrainingSet(Dataset):
             dataset, transforms, objective, seed)
         self.n = len(dataset)
 
+    @functools.lru_cache(maxsize=2)
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
     def image_index(self, g: int) -> int:
         epoch, pos = divmod(g, self.n)
-        return int(np.random.default_rng([self.seed, epoch]).permutation(self.n)[pos])
+        return int(self._permutation(epoch)[pos])
 
     def __len__(self) -> int:
         return self.n

@@ -120,7 +120,7 @@ def train(recipe: Recipe, data_root: str | Path, out: str | Path, *, resume: boo
     model = recipe.model.build().to(dev)
     objective = recipe.model.objective(**tr.objective)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{'params': decay, 'weight_decay': tr.weight_decay},
@@ -148,7 +148,7 @@ def train(recipe: Recipe, data_root: str | Path, out: str | Path, *, resume: boo
     loader = DataLoader(train_set, batch_sampler=StepSampler(start, tr.steps, tr.batch_size,
                                                              rank, world),
                         collate_fn=collate, num_workers=tr.workers,
-                        persistent_workers=False, prefetch_factor=2 if tr.workers else None)
+                        prefetch_factor=2 if tr.workers else None)
     writer = None
     if main:
         from torch.utils.tensorboard import SummaryWriter

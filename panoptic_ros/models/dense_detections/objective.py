@@ -9,8 +9,9 @@ import torch
 
 from panoptic_ros.models.dense_detections.losses import LossConfig, dense_detections_loss
 from panoptic_ros.models.dense_detections.targets import DenseTargets, compute_targets
+from panoptic_ros.models.necks.fpn import FPN
 
-STRIDES = (8, 16, 32, 64, 128)
+STRIDES = FPN.strides
 
 
 @dataclass
