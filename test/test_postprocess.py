@@ -149,7 +149,10 @@ def test_paste_instances_equals_sequential_reference(seed):
     assert kept.numpy().tolist() == ref_kept.tolist()
 
 
-def test_fusion_builds_consistent_result():
+@pytest.mark.parametrize('out_size', [(40, 60), (20, 30), (47, 131), (13, 22)])
+def test_fusion_builds_consistent_result(out_size):
+    """Label maps at any output size (up, down, non-integer scales) with segment areas, boxes
+    and centroids exactly those of the output maps."""
     c, h, w = 4, 20, 30                     # classes 0, 1 stuff; 2, 3 things
     is_thing = torch.tensor([False, False, True, True])
     prob = torch.zeros(c, h, w)
@@ -161,19 +164,24 @@ def test_fusion_builds_consistent_result():
     masks[1, 4:9, 15:25] = True             # overlaps instance 0 by 20 of 50 px: kept
     res = fuse_panoptic(prob, masks, torch.tensor([0.9, 0.8]), torch.tensor([3, 2]), is_thing,
                         score_threshold=0.5, overlap_threshold=0.5, min_stuff_area=8,
-                        void_id=255, label_divisor=1000, out_size=(40, 60))
-    assert res.semantic.shape == (40, 60)
-    assert res.num_segments == 3            # stuff class 0 + two instances
+                        void_id=255, label_divisor=1000, out_size=out_size)
+    assert res.semantic.shape == out_size
     pan = res.panoptic
-    for sid, area, cls, inst, box in zip(res.segment_ids, res.segment_areas,
-                                         res.segment_classes, res.segment_instance_ids,
-                                         res.segment_boxes):
+    assert sorted(res.segment_ids.tolist()) == sorted(set(pan.flatten().tolist()) - {-1})
+    for sid, area, cls, inst, box, centroid in zip(
+            res.segment_ids, res.segment_areas, res.segment_classes, res.segment_instance_ids,
+            res.segment_boxes, res.segment_centroids):
         px = pan == sid
         assert int(px.sum()) == int(area)
         assert torch.all(res.semantic[px] == cls) and torch.all(res.instance[px] == inst)
         ys, xs = torch.nonzero(px, as_tuple=True)
         assert box.tolist() == [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
                                 int(ys.max() - ys.min() + 1)]
+        assert centroid.tolist() == pytest.approx(
+            [float(xs.float().mean()), float(ys.float().mean())], abs=1e-3)
+    if out_size != (40, 60):
+        return                              # the area rule below is worked out for 40 x 60
+    assert res.num_segments == 3            # stuff class 0 + two instances
     assert torch.all(res.semantic[24:36, 4:16] == 255)     # unclaimed thing -> void
     assert res.semantic[0, 0] == 255 and res.semantic[0, 2] == 0   # tiny stuff region -> void
     assert set(res.segment_instance_ids.tolist()) == {0, 1, 2}

@@ -14,7 +14,7 @@ What follows has data-dependent shapes and runs here, in torch, for every engine
    query's class (eq. 5-6), upsampled bilinearly to the fusion grid (``fusion_stride``) as the
    authors' code does, thresholded at sigma (eq. 7);
 5. panoptic fusion, instances over stuff, on the same grid; label maps are then brought to the
-   output size.
+   output size (nearest neighbour), segment statistics computed exactly for that size.
 """
 
 from __future__ import annotations
@@ -85,11 +85,15 @@ class DenseDetectionsPostprocess:
 
     def _to_fusion_grid(self, sem_prob: torch.Tensor, mask_prob: torch.Tensor,
                         out_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Bilinear upsampling of ``[C, h, w]`` and ``[J, h, w]`` to the fusion grid."""
-        if self.fusion_stride >= 4:
+        """Bilinear upsampling of ``[C, h, w]`` and ``[J, h, w]`` (the 1/4 grid of the network
+        input) to the fusion grid: 1/``fusion_stride`` of the network input, never finer than
+        the output. A camera image larger than the network input is fused at the network's
+        resolution and only the final label maps are brought to its size."""
+        h, w = sem_prob.shape[1:]
+        size = (min(out_size[0], h * 4 // self.fusion_stride),
+                min(out_size[1], w * 4 // self.fusion_stride))
+        if size == (h, w):
             return sem_prob, mask_prob
-        size = (min(out_size[0], -(-out_size[0] // self.fusion_stride)),
-                min(out_size[1], -(-out_size[1] // self.fusion_stride)))
         up = torch.nn.functional.interpolate(torch.cat([sem_prob, mask_prob])[None], size=size,
                                              mode='bilinear', align_corners=False)[0]
         return up[:sem_prob.shape[0]], up[sem_prob.shape[0]:]
