@@ -107,6 +107,7 @@ setup(
     entry_points={
         'console_scripts': [
             'panoptic = panoptic_ros.cli:main',
+            'panoptic_node = panoptic_ros.ros.node:main',
         ],
     },
 )

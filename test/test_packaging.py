@@ -88,12 +88,15 @@ def test_colcon_workspace_build(tmp_path):
                            text=True, timeout=900)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
     install = ws / 'install' / 'panoptic_ros'
-    assert (install / 'lib' / 'panoptic_ros' / 'panoptic').is_file()  # where ros2 run looks
+    for exe in ('panoptic', 'panoptic_node'):                        # where ros2 run looks
+        assert (install / 'lib' / 'panoptic_ros' / exe).is_file()
     share = install / 'share'
     assert (share / 'ament_index' / 'resource_index' / 'packages' / 'panoptic_ros').is_file()
     assert (share / 'ament_index' / 'resource_index' / 'packages' /
             'panoptic_ros_msgs').is_file()
-    assert (share / 'panoptic_ros' / 'package.xml').is_file()
+    for rel in ('package.xml', 'launch/panoptic.launch.py', 'config/panoptic.yaml',
+                'config/panoptic.rviz'):
+        assert (share / 'panoptic_ros' / rel).is_file(), rel
     assert (share / 'panoptic_ros_msgs' / 'msg' / 'PanopticSegment.msg').is_file()
     check = subprocess.run(
         ['bash', '-c', f'source {ws}/install/setup.bash && cd {tmp_path} && '

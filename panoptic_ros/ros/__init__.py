@@ -1,0 +1,1 @@
+"""The ROS 2 layer: image conversion, parameters, diagnostics, output messages, the node."""

@@ -1,0 +1,391 @@
+"""``panoptic_node``: the managed (lifecycle) ROS 2 node that runs panoptic segmentation.
+
+Threads: the executor thread runs the image callback, which only stamps and enqueues the
+message (a bounded queue, newest frame wins); one worker thread decodes, runs the model,
+post-processes and publishes; a timer publishes ``/diagnostics``.
+
+Lifecycle: ``configure`` loads the model and warms it up (on failure the node stays
+unconfigured, the reason in the log and in ``/diagnostics``); ``activate`` subscribes and starts
+the worker; ``deactivate`` unsubscribes and stops it; ``cleanup`` releases the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+
+from panoptic_ros.errors import PanopticError
+from panoptic_ros.ros import diagnostics, outputs
+from panoptic_ros.ros.image_io import BadImage, compressed_to_rgb, image_to_rgb, load_cv_bridge
+from panoptic_ros.ros.params import PARAMS, check, descriptor
+
+# node parameter -> post-processing field (the first one the model's post-processing has)
+POSTPROCESS_PARAMS = {
+    'score_threshold': ('score_threshold',),
+    'mask_threshold': ('mask_threshold', 'sigma'),     # sigma: dense detections, eq. 7
+    'overlap_threshold': ('overlap_threshold',),
+    'min_stuff_area': ('min_stuff_area',),
+    'label_divisor': ('label_divisor',),
+}
+OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class FrameQueue:
+    """Bounded queue between the image callback and the worker: when full, the oldest frame
+    is dropped, so the newest always gets processed."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque = deque()
+        self._size = size
+        self._cond = threading.Condition()
+
+    def put(self, item) -> int:
+        """Enqueue; returns the number of frames dropped to make room (0 or 1)."""
+        with self._cond:
+            dropped = 0
+            if len(self._items) >= self._size:
+                self._items.popleft()
+                dropped = 1
+            self._items.append(item)
+            self._cond.notify()
+            return dropped
+
+    def get(self, timeout: float):
+        """The oldest waiting frame, or None after ``timeout`` seconds."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def clear(self) -> int:
+        with self._cond:
+            n = len(self._items)
+            self._items.clear()
+            return n
+
+
+class PanopticNode(Node):
+    """See the module docstring; parameters in :mod:`panoptic_ros.ros.params`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('panoptic', **kwargs)
+        for p in PARAMS:
+            self.declare_parameter(p.name, p.default, descriptor(p))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.stats = diagnostics.FrameStats(self._p('diagnostics.window'))
+        self._configured = False
+        self._active = False
+        self._status = 'unconfigured'
+        self._predictor = None
+        self._labels = None
+        self._model_name = ''
+        self._engine_desc = ''
+        self._bridge = None
+        self._pubs: dict = {}
+        self._sub = None
+        self._queue: FrameQueue | None = None
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(self._p('diagnostics.period'),
+                                             self._publish_diagnostics)
+
+    def _p(self, name: str):
+        return self.get_parameter(name).value
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            reason = check(param.name, param.value, self._configured)
+            if reason:
+                self.get_logger().warning(f'parameter change refused: {reason}')
+                return SetParametersResult(successful=False, reason=reason)
+        if self._predictor is not None and any(p.name in POSTPROCESS_PARAMS for p in params):
+            values = {p.name: p.value for p in params}
+            self._predictor.postprocess = self._postprocess(self._predictor.postprocess, values)
+        return SetParametersResult(successful=True)
+
+    def _postprocess(self, current, values: dict):
+        """``current`` with the node parameters in ``values`` applied (negative: keep)."""
+        fields = {f.name for f in dataclasses.fields(current)}
+        changes = {}
+        for name, value in values.items():
+            target = next((f for f in POSTPROCESS_PARAMS.get(name, ()) if f in fields), None)
+            if target is not None and value >= 0:
+                changes[target] = value
+        return dataclasses.replace(current, **changes) if changes else current
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._load_model()
+        except PanopticError as exc:
+            self._status = f'configure failed: {exc}'
+            self.get_logger().error(self._status)
+            return TransitionCallbackReturn.FAILURE
+        self.stats = diagnostics.FrameStats(self._p('diagnostics.window'))
+        self.destroy_timer(self._diag_timer)
+        self._diag_timer = self.create_timer(self._p('diagnostics.period'),
+                                             self._publish_diagnostics)
+        wanted = set(self._p('outputs'))
+        types = {'semantic': Image, 'instance': Image, 'panoptic': Image, 'overlay': Image,
+                 'segments': self._segment_type()}
+        self._pubs = {name: self.create_lifecycle_publisher(types[name], f'panoptic/{name}',
+                                                            OUTPUT_QOS)
+                      for name in types if name in wanted}
+        from panoptic_ros_msgs.msg import LabelMap
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._pubs['label_map'] = self.create_lifecycle_publisher(LabelMap, 'panoptic/label_map',
+                                                                  latched)
+        if self._p('input_transport') == 'compressed':
+            self._bridge = load_cv_bridge()
+        self._configured = True
+        self._status = 'inactive'
+        self.get_logger().info(f'configured: {self._model_name} on {self._engine_desc}')
+        return TransitionCallbackReturn.SUCCESS
+
+    @staticmethod
+    def _segment_type():
+        from panoptic_ros_msgs.msg import PanopticSegmentArray
+
+        return PanopticSegmentArray
+
+    def _load_model(self) -> None:
+        import torch
+
+        from panoptic_ros.engines import create_engine
+        from panoptic_ros.inference import Predictor
+        from panoptic_ros.weights import models_dir, resolve_weights
+
+        weights, model = self._p('weights'), self._p('model')
+        if not weights and model:
+            path = models_dir() / f'{model}.safetensors'
+            if not path.is_file():
+                known = sorted(p.stem for p in models_dir().glob('*.safetensors'))
+                raise PanopticError(f"model {model!r}: no {path}; bundled models: {known}")
+            weights = str(path)
+        weights = resolve_weights(weights or None)
+        device = self._p('device')
+        if device == 'auto':
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        size = (self._p('input_height'), self._p('input_width'))
+        if 0 in size and size != (0, 0):
+            raise PanopticError('set both input_height and input_width, or neither')
+        engine, spec, card = create_engine(
+            self._p('engine'), weights, device=device, precision=self._p('precision'),
+            cache_dir=self._p('cache_dir') or None, size=None if 0 in size else size)
+        predictor = Predictor(engine, spec)
+        predictor.postprocess = self._postprocess(
+            predictor.postprocess, {name: self._p(name) for name in POSTPROCESS_PARAMS})
+        blank = np.zeros((*engine.input_size, 3), np.uint8)
+        for _ in range(self._p('warmup_frames')):
+            predictor([blank])
+        self._predictor, self._labels = predictor, predictor.labels
+        self._model_name = f'{spec.architecture} ({weights.name})'
+        self._engine_desc = (f'{engine.name} {engine.device} {self._p("precision")} '
+                             f'{engine.input_size[0]}x{engine.input_size[1]}')
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        result = super().on_activate(state)
+        self._publish(self._pubs['label_map'], outputs.label_map_message(
+            self._labels, self._model_name, self._predictor.postprocess.label_divisor,
+            self.get_clock().now().to_msg()))
+        reliability = {'reliable': ReliabilityPolicy.RELIABLE,
+                       'best_effort': ReliabilityPolicy.BEST_EFFORT}
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._p('input_qos.depth'),
+                         reliability=reliability[self._p('input_qos.reliability')])
+        self._queue = FrameQueue(self._p('queue_size'))
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name='panoptic_worker', daemon=True)
+        self._worker.start()
+        if self._p('input_transport') == 'compressed':
+            self._sub = self.create_subscription(CompressedImage, 'image/compressed',
+                                                 self._on_image, qos)
+        else:
+            self._sub = self.create_subscription(Image, 'image', self._on_image, qos)
+        self._active = True
+        self._status = 'active'
+        self.get_logger().info(f'active: subscribed to {self._sub.topic_name}')
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._status = 'inactive'
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        self._status = 'unconfigured'
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        self._status = 'finalized'
+        return super().on_shutdown(state)
+
+    def _stop_processing(self) -> None:
+        self._active = False
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        if self._queue is not None:
+            self.stats.on_dropped('deactivated', self._queue.clear())
+
+    def _release(self) -> None:
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        if self._predictor is not None:
+            device = self._predictor.engine.device
+            self._predictor = None
+            if device.type == 'cuda':
+                import torch
+
+                torch.cuda.empty_cache()
+        self._configured = False
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def _on_image(self, msg) -> None:
+        """Executor thread: stamp and enqueue, nothing else."""
+        self.stats.on_received()
+        dropped = self._queue.put((msg, self.get_clock().now(), time.perf_counter()))
+        if dropped:
+            self.stats.on_dropped('superseded', dropped)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self._queue.get(timeout=0.1)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except Exception as exc:  # the worker must outlive any one frame
+                if not self.context.ok():
+                    return            # shutting down (Ctrl-C): the context is gone
+                self.stats.on_dropped('error')
+                self.stats.on_bad_input('processing', f'{type(exc).__name__}: {exc}')
+                self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}',
+                                        throttle_duration_sec=5.0)
+
+    def _process(self, msg, received, t_received: float) -> None:
+        log = self.get_logger()
+        t0 = time.perf_counter()
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb(msg, self._p('max_image_side'), self._bridge)
+            else:
+                rgb = image_to_rgb(msg, self._p('max_image_side'))
+        except BadImage as exc:
+            self.stats.on_bad_input(exc.kind, str(exc))
+            log.warning(f'dropped a bad input image: {exc}', throttle_duration_sec=5.0)
+            return
+        t1 = time.perf_counter()
+        result = self._predictor([rgb])[0]
+        t2 = time.perf_counter()
+        header = msg.header
+        labels = self._labels
+        for name, make in (('semantic', lambda: outputs.semantic_image(header, result, labels)),
+                           ('instance', lambda: outputs.instance_image(header, result)),
+                           ('panoptic', lambda: outputs.panoptic_image(header, result))):
+            if name in self._pubs:
+                self._publish(self._pubs[name], make())
+        overlay = self._pubs.get('overlay')
+        if overlay is not None and overlay.get_subscription_count() > 0:
+            self._publish(overlay, outputs.overlay_image(
+                header, rgb, result, labels, alpha=self._p('overlay_alpha'),
+                boundaries=self._p('overlay_boundaries'), names=self._p('overlay_labels')))
+        timings = {'queue': (t0 - t_received) * 1e3, 'decode': (t1 - t0) * 1e3,
+                   **result.timings_ms,
+                   'publish': (time.perf_counter() - t2) * 1e3}
+        timings['total'] = (time.perf_counter() - t_received) * 1e3
+        if 'segments' in self._pubs:
+            from panoptic_ros_msgs.msg import FrameTimings
+
+            frame_timings = FrameTimings(received=received.to_msg(), **{
+                f'{k}_ms': v for k, v in timings.items()})
+            self._publish(self._pubs['segments'],
+                          outputs.segments_message(header, result, labels, frame_timings))
+            timings['publish'] = (time.perf_counter() - t2) * 1e3
+            timings['total'] = (time.perf_counter() - t_received) * 1e3
+        stamp = Time.from_msg(header.stamp)
+        age_ms = ((self.get_clock().now() - stamp).nanoseconds / 1e6
+                  if stamp.nanoseconds else 0.0)
+        self.stats.on_published(timings, age_ms)
+
+    def _publish(self, pub, msg) -> None:
+        try:
+            pub.publish(msg)
+        except RCLError as exc:   # Fast DDS can fail a reliable publish under load
+            self.stats.on_publish_error(f'{pub.topic_name}: {exc}')
+            self.get_logger().warning(f'publish on {pub.topic_name} failed: {exc}',
+                                      throttle_duration_sec=5.0)
+
+    # -- diagnostics --------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        snap = self.stats.snapshot()
+        th = diagnostics.Thresholds(**{
+            f: self._p(f'diagnostics.{f}') for f in
+            ('warn_latency_ms', 'error_latency_ms', 'warn_drop_ratio', 'warn_age_ms',
+             'stale_s')})
+        if self._configured:
+            level, message = diagnostics.assess(snap, th, self._active)
+        else:
+            level = diagnostics.ERROR if self._status.startswith('configure failed') else \
+                diagnostics.OK
+            message = self._status
+        info = {'state': self._status, 'model': self._model_name, 'engine': self._engine_desc,
+                'input_topic': self._sub.topic_name if self._sub else ''}
+        status = DiagnosticStatus(
+            level=bytes([level]), name=f'{self.get_name()}: panoptic segmentation',
+            message=message, hardware_id=self._engine_desc,
+            values=[KeyValue(key=k, value=v) for k, v in diagnostics.key_values(snap, info)])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        try:
+            self._diag_pub.publish(array)
+        except RCLError as exc:
+            self.stats.on_publish_error(f'/diagnostics: {exc}')
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = PanopticNode()
+    try:
+        if node.get_parameter('autostart').value:
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_processing()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
