@@ -182,3 +182,132 @@ def test_thresholds_change_at_run_time_and_model_changes_are_refused(running):
     low = _send_until_output(peer, pub, rgb, 1_700_000_202_000_000_000, proc)
     assert sum(s.is_thing for s in low.segments) >= sum(s.is_thing for s in before.segments)
     assert sum(s.is_thing for s in low.segments) > 0
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f'/proc/{pid}/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmRSS')) / 1024
+
+
+def test_overload_newest_frame_wins_with_bounded_memory():
+    """30 Hz of 1024x2048 frames into an engine that takes 0.3 s more per frame than the
+    model (the delay is injected into TorchEngine.__call__: the mock part of this test)."""
+    prelude = ('import time\nfrom panoptic_ros.engines.torch_engine import TorchEngine\n'
+               'run = TorchEngine.__call__\n'
+               'TorchEngine.__call__ = lambda self, x: (time.sleep(0.3), run(self, x))[1]\n')
+    domain = new_domain()
+    proc = start_node(domain, {'autostart': 'true', 'warmup_frames': 0,
+                               'outputs': '[semantic,segments]'}, prelude)
+    peer = Peer(domain)
+    try:
+        _listen(peer)
+        pub = peer.node.create_publisher(Image, 'image', 2)
+        rgb = _scene(1024, 2048, seed=8)
+        base = 1_700_001_000_000_000_000
+        _send_until_output(peer, pub, rgb, base, proc, timeout=90)
+        msg = camera_image(rgb, base, 'camera_front')
+        sent, rss = [], []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 8.0:
+            stamp = base + (len(sent) + 1) * 33_000_000
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10 ** 9)
+            pub.publish(msg)
+            sent.append(stamp)
+            if len(sent) % 30 == 0:
+                rss.append(_rss_mb(proc.pid))
+            peer.spin(max(0.0, t0 + len(sent) / 30 - time.monotonic()))
+        rate = len(sent) / (time.monotonic() - t0)
+        peer.spin(3.0)
+        outs = [stamp_ns(m.header) for m in peer.received['segments']
+                if stamp_ns(m.header) > base]
+        assert outs == sorted(outs) and len(outs) >= 5
+        assert len(outs) < len(sent) / 3               # the engine cannot keep up...
+        assert outs[-1] in sent[-int(rate):]           # ...yet the newest frames get processed
+        d = peer.diagnostics()
+        assert int(d['dropped.superseded']) > len(sent) / 3
+        assert d['level'] >= 1                          # WARN: frames dropped
+        assert max(rss) - rss[0] < 300, rss            # 8 s x 30 Hz x 6 MB would be 1.4 GB
+        assert rate > 15, f'test publisher reached only {rate:.0f} Hz'
+    finally:
+        peer.close()
+        log = stop_node(proc)
+    assert 'Traceback' not in log, log[-3000:]
+
+
+def test_lifecycle_transitions_and_bad_weights(tmp_path):
+    import cv2
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    missing = tmp_path / 'missing.safetensors'
+    corrupt = tmp_path / 'corrupt.safetensors'
+    corrupt.write_bytes(np.random.default_rng(0).bytes(5000))
+    domain = new_domain()
+    proc = start_node(domain, {'weights': str(missing), 'warmup_frames': 0})
+    peer = Peer(domain)
+
+    def transition(tid):
+        req = ChangeState.Request(transition=Transition(id=tid))
+        return peer.call(ChangeState, '/panoptic/change_state', req).success
+
+    def state():
+        return peer.call(GetState, '/panoptic/get_state', GetState.Request()).current_state.label
+
+    def set_param(name, value):
+        v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=v)])
+        return peer.call(SetParameters, '/panoptic/set_parameters', req).results[0]
+
+    def diag_after(t):
+        peer.received['diagnostics'].clear()
+        peer.wait_for(lambda: peer.received['diagnostics'], 5.0, proc)
+        return peer.diagnostics()
+
+    try:
+        _listen(peer, '')
+        peer.subscribe('label_map', LabelMap, 'panoptic/label_map', LATCHED)
+        pub = peer.node.create_publisher(CompressedImage, 'image/compressed', 2)
+        for path, problem in ((missing, 'does not exist'), (corrupt, 'not a safetensors')):
+            assert set_param('weights', str(path)).successful
+            assert not transition(Transition.TRANSITION_CONFIGURE)
+            assert state() == 'unconfigured'
+            d = diag_after(time.monotonic())
+            assert d['level'] == 2 and str(path) in d['message'] and problem in d['message']
+        assert set_param('weights', '').successful                 # the bundled model
+        assert set_param('input_transport', 'compressed').successful
+        assert transition(Transition.TRANSITION_CONFIGURE) and state() == 'inactive'
+        assert not set_param('engine', 'onnxruntime').successful   # configured: refused
+        assert transition(Transition.TRANSITION_ACTIVATE) and state() == 'active'
+        assert peer.wait_for(lambda: peer.received['label_map'], 10.0, proc)
+
+        ok, jpg = cv2.imencode('.jpg', _scene(256, 512, 6)[..., ::-1])
+        stamp = 1_700_002_000_000_000_000
+
+        def send_jpeg(stamp, data):
+            msg = CompressedImage(format='jpeg', data=data)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10 ** 9)
+            pub.publish(msg)
+
+        deadline = time.monotonic() + 60
+        while not _by_stamp(peer, 'segments', stamp) and time.monotonic() < deadline:
+            send_jpeg(stamp, jpg.tobytes())
+            peer.wait_for(lambda: _by_stamp(peer, 'segments', stamp), 2.0, proc)
+        seg = _by_stamp(peer, 'segments', stamp)
+        assert seg is not None and (seg.height, seg.width) == (256, 512)
+        assert seg.timings.decode_ms > 0
+        send_jpeg(stamp + 1, b'\xff\xd8\xff\xe0 truncated')
+        assert peer.wait_for(lambda: _diag_count(peer, 'bad_input.decode') == 1, 10.0, proc)
+
+        assert transition(Transition.TRANSITION_DEACTIVATE) and state() == 'inactive'
+        send_jpeg(stamp + 2, jpg.tobytes())
+        peer.spin(3.0)
+        assert _by_stamp(peer, 'segments', stamp + 2) is None      # inactive: no processing
+        assert transition(Transition.TRANSITION_CLEANUP) and state() == 'unconfigured'
+        assert set_param('engine', 'onnxruntime').successful       # unconfigured: accepted
+    finally:
+        peer.close()
+        log = stop_node(proc)
+    assert proc.returncode == 0 and 'Traceback' not in log, log[-3000:]
+    assert f'configure failed: weights file {missing} does not exist' in log

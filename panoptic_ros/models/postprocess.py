@@ -8,12 +8,10 @@ computed as fixed points of a triangular dependency: iteration ``t`` settles at 
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from panoptic_ros.models.result import PanopticResult
+from panoptic_ros.models.result import PanopticResult, nearest_sources
 
 _EPS = 1e-6
 
@@ -210,7 +208,8 @@ def paste_instances(masks: torch.Tensor, keep: torch.Tensor,
     active = masks & kept[:, None, None]
     first = torch.cumsum(active.to(torch.int32), dim=0) == 1
     claimed = active & first
-    owner = torch.where(claimed.any(0), claimed.to(torch.int8).argmax(0),
+    # max(0).indices: the first maximum like argmax(0), several times faster on CPU
+    owner = torch.where(claimed.any(0), claimed.to(torch.int8).max(0).indices,
                         torch.full(masks.shape[1:], -1, device=masks.device))
     return owner.to(torch.int64), kept
 
@@ -240,7 +239,7 @@ def fuse_panoptic(semantic_prob: torch.Tensor, masks: torch.Tensor, scores: torc
     claimed = owner >= 0
     idx = owner.clamp(min=0)
     inst_id_of = torch.cumsum(kept.to(torch.int64), 0) * kept        # [J]: 1..n or 0
-    sem = semantic_prob.argmax(0)
+    sem = semantic_prob.max(0).indices              # = argmax(0), faster on CPU
     if classes.numel():
         semantic = torch.where(claimed, classes[idx], sem)
         instance = torch.where(claimed, inst_id_of[idx], torch.zeros_like(sem))
@@ -266,31 +265,6 @@ def fuse_panoptic(semantic_prob: torch.Tensor, masks: torch.Tensor, scores: torc
         seg_score[1:n_inst + 1] = scores[kept].float()
     return _result(semantic, instance, n_inst, num_classes, seg_score, is_thing, void_id,
                    label_divisor, out_size)
-
-
-def nearest_sources(n_in: int, n_out: int) -> np.ndarray:
-    """``[n_out] int32`` source index of each output pixel of a nearest-neighbour resize.
-
-    Taken from OpenCV's ``INTER_NEAREST`` itself (``floor(i * n_in / n_out)``), so that
-    :func:`upsample_nearest` on CPU and on GPU give the same image.
-    """
-    return cv2.resize(np.arange(n_in, dtype=np.int32)[None], (n_out, 1),
-                      interpolation=cv2.INTER_NEAREST)[0]
-
-
-def upsample_nearest(labels: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of a label image, ``[h, w] int32 -> [H, W] int32``.
-
-    OpenCV on CPU (about 4x faster than torch's gather there), index gathers elsewhere.
-    """
-    if tuple(labels.shape) == tuple(out_size):
-        return labels
-    if labels.device.type == 'cpu':
-        return torch.from_numpy(cv2.resize(labels.contiguous().numpy(), out_size[::-1],
-                                           interpolation=cv2.INTER_NEAREST))
-    rows = torch.from_numpy(nearest_sources(labels.shape[0], out_size[0])).to(labels.device)
-    cols = torch.from_numpy(nearest_sources(labels.shape[1], out_size[1])).to(labels.device)
-    return labels.index_select(0, rows).index_select(1, cols)
 
 
 def index_boxes(index: torch.Tensor, n: int) -> torch.Tensor:
@@ -383,9 +357,8 @@ def _result(semantic, instance, n_inst, num_classes, seg_score, is_thing, void_i
                            semantic * label_divisor + instance)
     area_s = area[seg].clamp(min=1).double()
     return PanopticResult(
-        semantic=upsample_nearest(semantic, out_size),
-        instance=upsample_nearest(instance, out_size),
-        panoptic=upsample_nearest(panoptic, out_size),
+        grid_semantic=semantic, grid_instance=instance, grid_panoptic=panoptic,
+        size=tuple(out_size),
         segment_ids=(classes * label_divisor + inst_ids).to(torch.int32),
         segment_classes=classes, segment_instance_ids=inst_ids.to(torch.int32),
         segment_is_thing=is_thing[classes], segment_scores=seg_score[seg].float(),

@@ -307,14 +307,18 @@ class PanopticNode(Node):
         t2 = time.perf_counter()
         header = msg.header
         labels = self._labels
-        for name, make in (('semantic', lambda: outputs.semantic_image(header, result, labels)),
-                           ('instance', lambda: outputs.instance_image(header, result)),
-                           ('panoptic', lambda: outputs.panoptic_image(header, result))):
-            if name in self._pubs:
-                self._publish(self._pubs[name], make())
-        overlay = self._pubs.get('overlay')
-        if overlay is not None and overlay.get_subscription_count() > 0:
-            self._publish(overlay, outputs.overlay_image(
+        # label images are only made for topics someone subscribes to
+        wanted = {name for name, pub in self._pubs.items()
+                  if name in ('semantic', 'instance', 'panoptic', 'overlay')
+                  and pub.get_subscription_count() > 0}
+        if 'semantic' in wanted:
+            self._publish(self._pubs['semantic'], outputs.semantic_image(header, result, labels))
+        if 'instance' in wanted:
+            self._publish(self._pubs['instance'], outputs.instance_image(header, result))
+        if 'panoptic' in wanted:
+            self._publish(self._pubs['panoptic'], outputs.panoptic_image(header, result))
+        if 'overlay' in wanted:
+            self._publish(self._pubs['overlay'], outputs.overlay_image(
                 header, rgb, result, labels, alpha=self._p('overlay_alpha'),
                 boundaries=self._p('overlay_boundaries'), names=self._p('overlay_labels')))
         timings = {'queue': (t0 - t_received) * 1e3, 'decode': (t1 - t0) * 1e3,

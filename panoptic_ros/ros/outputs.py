@@ -11,34 +11,53 @@ from panoptic_ros.palette import colorize
 from panoptic_ros.ros.image_io import label_image
 
 
+def _at_size(grid, size: tuple[int, int], dtype) -> np.ndarray:
+    """``[h, w]`` label grid of a result -> ``[H, W]`` ``dtype`` at the image size: converted
+    on the small grid, then resized with OpenCV's nearest neighbour (the mapping
+    :func:`~panoptic_ros.models.result.upsample_nearest` uses), so a GPU result only copies
+    the grid to the host."""
+    small = grid.cpu().numpy().astype(dtype, copy=False)
+    if small.shape == tuple(size):
+        return small
+    return cv2.resize(small, size[::-1], interpolation=cv2.INTER_NEAREST)
+
+
 def semantic_image(header, result: PanopticResult, labels: LabelSet):
     """``panoptic/semantic``: ``mono8`` class ids with void 255, ``mono16`` (void 65535)
     beyond 255 classes."""
-    sem = result.semantic.cpu().numpy()
     if labels.void_id == 255:
-        return label_image(header, sem.astype(np.uint8), 'mono8')
-    return label_image(header, sem.astype(np.uint16), 'mono16')
+        return label_image(header, _at_size(result.grid_semantic, result.size, np.uint8),
+                           'mono8')
+    return label_image(header, _at_size(result.grid_semantic, result.size, np.uint16),
+                       'mono16')
 
 
 def instance_image(header, result: PanopticResult):
     """``panoptic/instance``: ``mono16`` instance ids, 0 for stuff and void."""
-    return label_image(header, result.instance.cpu().numpy().astype(np.uint16), 'mono16')
+    return label_image(header, _at_size(result.grid_instance, result.size, np.uint16),
+                       'mono16')
 
 
 def panoptic_image(header, result: PanopticResult):
     """``panoptic/panoptic``: ``32SC1`` ``class_id * label_divisor + instance_id``, -1 void."""
-    return label_image(header, result.panoptic.cpu().numpy(), '32SC1')
+    return label_image(header, _at_size(result.grid_panoptic, result.size, np.int32), '32SC1')
 
 
 def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: LabelSet, *,
                   alpha: float, boundaries: bool, names: bool):
     """``panoptic/overlay``: ``rgb8`` camera image blended with the panoptic colouring (stuff
-    in class colours, each instance its own shade, void left as the camera image)."""
-    sem = result.semantic.cpu().numpy()
-    colours = colorize(sem, result.instance.cpu().numpy(), labels, boundaries=boundaries)
+    in class colours, each instance its own shade and white outline, void left as the camera
+    image). Colours and outlines are drawn on the post-processing grid and resized: the cost
+    of the overlay hardly grows with the camera resolution."""
+    sem = result.grid_semantic.cpu().numpy()
+    colours = colorize(sem, result.grid_instance.cpu().numpy(), labels, boundaries=boundaries)
+    void = (sem == labels.void_id).view(np.uint8)
+    if colours.shape[:2] != rgb.shape[:2]:
+        size = (rgb.shape[1], rgb.shape[0])
+        colours = cv2.resize(colours, size, interpolation=cv2.INTER_NEAREST)
+        void = cv2.resize(void, size, interpolation=cv2.INTER_NEAREST)
     out = cv2.addWeighted(rgb, 1.0 - alpha, colours, alpha, 0.0)
-    void = sem == labels.void_id
-    out[void] = rgb[void]
+    np.copyto(out, rgb, where=void[..., None].astype(bool))
     if names:
         for cls, inst, (cx, cy) in zip(result.segment_classes.tolist(),
                                        result.segment_instance_ids.tolist(),

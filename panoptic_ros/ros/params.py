@@ -58,8 +58,9 @@ PARAMS = (
     Param('label_divisor', 1000, "panoptic id = class_id * label_divisor + instance_id.",
           range=(256, 65536)),
     # outputs
-    Param('outputs', list(OUTPUTS), f'Outputs to publish, any of {", ".join(OUTPUTS)}. The '
-          'overlay is only drawn while someone subscribes to it.', 'configure'),
+    Param('outputs', list(OUTPUTS), f'Outputs to publish, any of {", ".join(OUTPUTS)}. Label '
+          'images and the overlay are only made while someone subscribes to them.',
+          'configure'),
     Param('overlay_alpha', 0.5, 'Weight of the label colours over the camera image.',
           range=(0.0, 1.0)),
     Param('overlay_boundaries', True, 'Outline instances in the overlay.'),
