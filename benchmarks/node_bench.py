@@ -31,8 +31,6 @@ OVERHEAD = ('decode', 'preprocess', 'postprocess', 'publish')
 
 
 def _phase(peer, pub, rgb, frames: int, period: float, first_stamp: int) -> dict:
-    from sensor_msgs.msg import Image  # noqa: F401
-
     got = peer.received['segments']
     got.clear()
     msg = camera_image(rgb, first_stamp)
@@ -73,15 +71,19 @@ def main() -> None:
     try:
         peer.subscribe('segments', PanopticSegmentArray, 'panoptic/segments')
         pub = peer.node.create_publisher(Image, 'image', 2)
-        _phase(peer, pub, rgb, 3, 0.2, 10 ** 18)             # warm-up, discovery
-        results = {'segments_only': _phase(peer, pub, rgb, args.frames, 0.2, 10 ** 18)}
+        peer.wait_for(lambda: pub.get_subscription_count() > 0, 60.0, proc)
+        _phase(peer, pub, rgb, 3, 0.2, 1_000_000_000 * 10 ** 9)  # warm-up
+        results = {'segments_only': _phase(peer, pub, rgb, args.frames, 0.2,
+                                           1_100_000_000 * 10 ** 9)}
         for name in ('semantic', 'instance', 'panoptic'):
             peer.subscribe(name, Image, f'panoptic/{name}', 1)
         peer.spin(2.0)
-        results['no_overlay'] = _phase(peer, pub, rgb, args.frames, 0.2, 2 * 10 ** 18)
+        results['no_overlay'] = _phase(peer, pub, rgb, args.frames, 0.2,
+                                       1_200_000_000 * 10 ** 9)
         peer.subscribe('overlay', Image, 'panoptic/overlay', 1)
         peer.spin(2.0)
-        results['with_overlay'] = _phase(peer, pub, rgb, args.frames, 0.2, 3 * 10 ** 18)
+        results['with_overlay'] = _phase(peer, pub, rgb, args.frames, 0.2,
+                                         1_300_000_000 * 10 ** 9)
     finally:
         peer.close()
         stop_node(proc)

@@ -68,9 +68,10 @@ def generate_launch_description():
                                           'manager.'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='Logging level: debug, info, warn, error.'),
-        DeclareLaunchArgument('large_data', default_value='true',
-                              description="Set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for the "
-                                          'node (faster large images with Fast DDS) unless it '
-                                          'is already set.'),
+        DeclareLaunchArgument('large_data', default_value='false',
+                              description='true: set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for '
+                                          'the node (shared memory and TCP for large images). '
+                                          'Only when the camera and every consumer set it too: '
+                                          'it did not discover default-transport peers here.'),
     ]
     return LaunchDescription([*args, OpaqueFunction(function=_node)])

@@ -86,17 +86,18 @@ def test_arguments_are_described_and_parameters_exist_on_the_node(launch_file):
     assert installed == yaml.safe_load(
         (ROOT / 'config' / 'panoptic.yaml').read_text())['panoptic']['ros__parameters']
     assert node['remappings'] == [('image', 'image'), ('image/compressed', 'image/compressed')]
-    assert node['additional_env'] == {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
+    assert node['additional_env'] == {}                   # LARGE_DATA is opt-in
     exe = VENV / 'bin' / 'panoptic_node'                   # pip route; colcon: lib/panoptic_ros
     assert exe.is_file() and os.access(exe, os.X_OK)
 
 
 def test_arguments_override_the_parameters_file(launch_file):
     _, node = _run(launch_file, engine='onnxruntime', image='/cam/front/image_raw',
-                   autostart='false', namespace='front')
+                   autostart='false', namespace='front', large_data='true')
     _, overrides = node['parameters']
     assert overrides['engine'] == 'onnxruntime' and overrides['autostart'] is False
     assert 'model' not in overrides                        # empty: the file's value stays
     assert node['namespace'] == 'front'
     assert ('image', '/cam/front/image_raw') in node['remappings']
     assert ('image/compressed', '/cam/front/image_raw/compressed') in node['remappings']
+    assert node['additional_env'] == {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
