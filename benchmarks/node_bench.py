@@ -24,7 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'test'))
 
-from ros_peer import Peer, camera_image, new_domain, stamp_ns, start_node, stop_node  # noqa: E402
+from ros_peer import (Peer, camera_image, new_domain, set_stamp, stamp_ns,  # noqa: E402
+                      start_node, stop_node)
 
 STAGES = ('decode', 'preprocess', 'inference', 'postprocess', 'publish', 'queue', 'total')
 OVERHEAD = ('decode', 'preprocess', 'postprocess', 'publish')
@@ -36,7 +37,7 @@ def _phase(peer, pub, rgb, frames: int, period: float, first_stamp: int) -> dict
     msg = camera_image(rgb, first_stamp)
     for i in range(frames):
         stamp = first_stamp + i * 10 ** 8
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10 ** 9)
+        set_stamp(msg.header, stamp)
         pub.publish(msg)
         peer.wait_for(lambda: any(stamp_ns(m.header) == stamp for m in got), 30.0)
         peer.spin(period)

@@ -112,8 +112,12 @@ def camera_image(rgb: np.ndarray, stamp_ns: int, frame_id: str = 'camera'):
     h, w = rgb.shape[:2]
     msg = Image(height=h, width=w, encoding='rgb8', step=w * 3, data=rgb.tobytes())
     msg.header.frame_id = frame_id
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
+    set_stamp(msg.header, stamp_ns)
     return msg
+
+
+def set_stamp(header, stamp_ns: int) -> None:
+    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 10 ** 9)
 
 
 def stamp_ns(header) -> int:

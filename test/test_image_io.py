@@ -150,7 +150,7 @@ def test_malformed_compressed_images_are_rejected_by_kind(msg, kind):
 def test_label_images_round_trip_with_their_encodings():
     sem = np.random.default_rng(0).integers(0, 256, (H, W)).astype(np.uint8)
     pan = np.random.default_rng(1).integers(-1, 1 << 20, (H, W)).astype(np.int32)
-    msg = label_image(None or Image().header, sem, 'mono8')
+    msg = label_image(Image().header, sem, 'mono8')
     assert (msg.step, len(msg.data)) == (W, H * W)
     assert np.array_equal(np.frombuffer(msg.data, np.uint8).reshape(H, W), sem)
     msg = label_image(Image().header, pan, '32SC1')

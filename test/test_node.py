@@ -11,7 +11,8 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from panoptic_ros_msgs.msg import LabelMap, PanopticSegmentArray
 from panoptic_ros.synth.scene import SceneRenderer
-from ros_peer import Peer, camera_image, new_domain, stamp_ns, start_node, stop_node
+from ros_peer import (Peer, camera_image, new_domain, set_stamp, stamp_ns, start_node,
+                      stop_node)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -210,7 +211,7 @@ def test_overload_newest_frame_wins_with_bounded_memory():
         t0 = time.monotonic()
         while time.monotonic() - t0 < 8.0:
             stamp = base + (len(sent) + 1) * 33_000_000
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10 ** 9)
+            set_stamp(msg.header, stamp)
             pub.publish(msg)
             sent.append(stamp)
             if len(sent) % 30 == 0:
@@ -287,7 +288,7 @@ def test_lifecycle_transitions_and_bad_weights(tmp_path):
 
         def send_jpeg(stamp, data):
             msg = CompressedImage(format='jpeg', data=data)
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10 ** 9)
+            set_stamp(msg.header, stamp)
             pub.publish(msg)
 
         deadline = time.monotonic() + 60

@@ -59,9 +59,10 @@ class FrameStats:
             self.received += 1
             self._received.append(time.monotonic())
 
-    def on_dropped(self, reason: str, count: int = 1) -> None:
+    def on_dropped(self, reason: str, count: int = 1, message: str = '') -> None:
         with self._lock:
             self.dropped[reason] += count
+            self.last_error = message or self.last_error
 
     def on_bad_input(self, kind: str, message: str) -> None:
         with self._lock:
@@ -103,7 +104,6 @@ class FrameStats:
                 'latency_ms': lat, 'age_ms': _percentiles(self._age),
                 'since_input_s': now - self._received[-1] if self._received else float('inf'),
                 'since_output_s': now - self._published[-1] if self._published else float('inf'),
-                'window_received': len(self._received),
             }
 
 

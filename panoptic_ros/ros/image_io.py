@@ -17,6 +17,7 @@ import sys
 
 import cv2
 import numpy as np
+from sensor_msgs.msg import Image
 
 from panoptic_ros.errors import PanopticError
 
@@ -99,11 +100,7 @@ def image_to_rgb(msg, max_side: int = MAX_SIDE) -> np.ndarray:
         data = data.view(np.dtype(dtype).newbyteorder(order))
         data = (data >> 8).astype(np.uint8)
     img = data.reshape(h, w, channels) if channels > 1 else data.reshape(h, w)
-    if code is None:
-        return img
-    if channels != 2:
-        return cv2.cvtColor(img, code)
-    return cv2.cvtColor(np.ascontiguousarray(img), code)
+    return img if code is None else cv2.cvtColor(img, code)
 
 
 def compressed_to_rgb(msg, max_side: int = MAX_SIDE, bridge=None) -> np.ndarray:
@@ -163,8 +160,6 @@ def label_image(header, array: np.ndarray, encoding: str):
     ``array`` must already have the dtype of ``encoding`` (``mono8`` uint8, ``mono16``
     uint16, ``32SC1`` int32, ``rgb8`` ``[H, W, 3]`` uint8).
     """
-    from sensor_msgs.msg import Image
-
     array = np.ascontiguousarray(array)
     h, w = array.shape[:2]
     msg = Image(header=header, height=h, width=w, encoding=encoding,

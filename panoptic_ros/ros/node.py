@@ -27,6 +27,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
+from panoptic_ros_msgs.msg import FrameTimings, LabelMap, PanopticSegmentArray
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.ros import diagnostics, outputs
 from panoptic_ros.ros.image_io import BadImage, compressed_to_rgb, image_to_rgb, load_cv_bridge
@@ -144,12 +145,10 @@ class PanopticNode(Node):
                                              self._publish_diagnostics)
         wanted = set(self._p('outputs'))
         types = {'semantic': Image, 'instance': Image, 'panoptic': Image, 'overlay': Image,
-                 'segments': self._segment_type()}
+                 'segments': PanopticSegmentArray}
         self._pubs = {name: self.create_lifecycle_publisher(types[name], f'panoptic/{name}',
                                                             OUTPUT_QOS)
                       for name in types if name in wanted}
-        from panoptic_ros_msgs.msg import LabelMap
-
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._pubs['label_map'] = self.create_lifecycle_publisher(LabelMap, 'panoptic/label_map',
@@ -160,12 +159,6 @@ class PanopticNode(Node):
         self._status = 'inactive'
         self.get_logger().info(f'configured: {self._model_name} on {self._engine_desc}')
         return TransitionCallbackReturn.SUCCESS
-
-    @staticmethod
-    def _segment_type():
-        from panoptic_ros_msgs.msg import PanopticSegmentArray
-
-        return PanopticSegmentArray
 
     def _load_model(self) -> None:
         import torch
@@ -285,8 +278,7 @@ class PanopticNode(Node):
             except Exception as exc:  # the worker must outlive any one frame
                 if not self.context.ok():
                     return            # shutting down (Ctrl-C): the context is gone
-                self.stats.on_dropped('error')
-                self.stats.on_bad_input('processing', f'{type(exc).__name__}: {exc}')
+                self.stats.on_dropped('error', message=f'{type(exc).__name__}: {exc}')
                 self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5.0)
 
@@ -326,8 +318,6 @@ class PanopticNode(Node):
                    'publish': (time.perf_counter() - t2) * 1e3}
         timings['total'] = (time.perf_counter() - t_received) * 1e3
         if 'segments' in self._pubs:
-            from panoptic_ros_msgs.msg import FrameTimings
-
             frame_timings = FrameTimings(received=received.to_msg(), **{
                 f'{k}_ms': v for k, v in timings.items()})
             self._publish(self._pubs['segments'],

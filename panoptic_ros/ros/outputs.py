@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from sensor_msgs.msg import RegionOfInterest
 
+from panoptic_ros_msgs.msg import (LabelInfo, LabelMap, PanopticSegment,
+                                   PanopticSegmentArray)
 from panoptic_ros.labels import LabelSet
 from panoptic_ros.models.result import PanopticResult
 from panoptic_ros.palette import colorize
@@ -70,9 +73,6 @@ def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: Label
 
 def segments_message(header, result: PanopticResult, labels: LabelSet, timings):
     """``panoptic/segments``: one ``PanopticSegment`` per segment, ids matching the images."""
-    from panoptic_ros_msgs.msg import PanopticSegment, PanopticSegmentArray
-    from sensor_msgs.msg import RegionOfInterest
-
     h, w = result.semantic.shape
     names = labels.names
     segments = [
@@ -92,8 +92,6 @@ def segments_message(header, result: PanopticResult, labels: LabelSet, timings):
 
 def label_map_message(labels: LabelSet, model: str, label_divisor: int, stamp):
     """``panoptic/label_map`` (published latched once per configuration)."""
-    from panoptic_ros_msgs.msg import LabelInfo, LabelMap
-
     msg = LabelMap(dataset=labels.name, model=model, label_divisor=label_divisor,
                    semantic_void=labels.void_id)
     msg.header.stamp = stamp
