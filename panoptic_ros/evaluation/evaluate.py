@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from panoptic_ros.datasets.sample import Sample
+from panoptic_ros.errors import PanopticError
 from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
 from panoptic_ros.labels import LabelSet
 
@@ -50,6 +51,31 @@ def categories(labels: LabelSet) -> dict[int, dict]:
     return {int(c['id']): c for c in labels.to_categories()}
 
 
+def ground_truth_from_panoptic(panoptic: np.ndarray, labels: LabelSet,
+                               label_divisor: int) -> tuple[SegmentTable, np.ndarray]:
+    """Segments and semantic map of a ground-truth panoptic image (``class_id *
+    label_divisor + instance_id``, void -1, as ``panoptic bag make`` writes it).
+
+    A thing segment with instance 0 is a crowd region, as in Cityscapes.
+
+    Returns:
+        ``(table, semantic)``: the segment table (dataset ids) and ``[H, W] uint16`` class ids
+        with ``labels.void_id`` on void.
+    """
+    ids = np.unique(panoptic)
+    ids = ids[ids >= 0].astype(np.int64)
+    classes = ids // label_divisor
+    if classes.size and int(classes.max()) >= labels.num_classes:
+        raise PanopticError(f'ground truth has class {int(classes.max())} but the label set '
+                            f'{labels.name} has {labels.num_classes} classes (label divisor '
+                            f'{label_divisor})')
+    crowd = labels.is_thing[classes] & (ids % label_divisor == 0)
+    table = SegmentTable.build(ids.tolist(), labels.dataset_ids[classes], crowd.tolist())
+    semantic = np.where(panoptic < 0, labels.void_id,
+                        np.maximum(panoptic, 0) // label_divisor).astype(np.uint16)
+    return table, semantic
+
+
 class PanopticEvaluator:
     """Accumulates PQ and mIoU of predictions against samples."""
 
@@ -61,15 +87,28 @@ class PanopticEvaluator:
 
     def add(self, sample: Sample, result) -> None:
         """``result``: a :class:`PanopticResult` at the sample's size (any device)."""
-        panoptic = result.panoptic.cpu().numpy()
         gt = SegmentTable.build([g.id for g in sample.segments],
                                 self.dataset_ids[[g.class_id for g in sample.segments]],
                                 [g.iscrowd for g in sample.segments])
-        classes = result.segment_classes.cpu().numpy()
-        pred = SegmentTable.build(result.segment_ids.cpu().tolist(), self.dataset_ids[classes])
-        self.pq.add(sample.panoptic(result.label_divisor), gt, panoptic, pred,
-                    image_id=sample.name, void=-1)
-        self.semantic.add(sample.semantic, result.semantic.cpu().numpy())
+        self.add_maps(sample.name, sample.panoptic(result.label_divisor), gt, sample.semantic,
+                      result.panoptic.cpu().numpy(), result.segment_ids.cpu().numpy(),
+                      result.segment_classes.cpu().numpy(), result.semantic.cpu().numpy())
+
+    def add_maps(self, name: str, gt_panoptic: np.ndarray, gt: SegmentTable,
+                 gt_semantic: np.ndarray, pred_panoptic: np.ndarray, pred_ids: np.ndarray,
+                 pred_classes: np.ndarray, pred_semantic: np.ndarray) -> None:
+        """One image from label maps (what a bag or the node's messages carry).
+
+        Args:
+            gt_panoptic, pred_panoptic: ``[H, W]`` panoptic ids, void -1.
+            gt: ground-truth segments (ids in ``gt_panoptic``, dataset ids, crowd flags).
+            gt_semantic, pred_semantic: ``[H, W]`` label-set class ids, void ``void_id``.
+            pred_ids, pred_classes: ``[S]`` predicted segment ids and their label-set classes.
+        """
+        pred = SegmentTable.build(np.asarray(pred_ids).tolist(),
+                                  self.dataset_ids[np.asarray(pred_classes, np.int64)])
+        self.pq.add(gt_panoptic, gt, pred_panoptic, pred, image_id=name, void=-1)
+        self.semantic.add(gt_semantic, pred_semantic)
 
     def summarize(self) -> dict:
         """``panoptic pq``'s layout plus ``miou`` and ``iou_per_class`` (by dataset id)."""

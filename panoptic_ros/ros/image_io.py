@@ -133,6 +133,14 @@ def compressed_to_rgb(msg, max_side: int = MAX_SIDE, bridge=None) -> np.ndarray:
     return img
 
 
+def to_rgb(msg, max_side: int = MAX_SIDE, bridge=None) -> np.ndarray:
+    """An ``Image`` or ``CompressedImage`` -> ``[H, W, 3] uint8`` RGB (raises
+    :class:`BadImage`)."""
+    if hasattr(msg, 'format'):
+        return compressed_to_rgb(msg, max_side, bridge)
+    return image_to_rgb(msg, max_side)
+
+
 def load_cv_bridge():
     """A ROS 2 ``cv_bridge.CvBridge`` that decodes a test PNG correctly, or None.
 

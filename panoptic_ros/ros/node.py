@@ -30,7 +30,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from panoptic_ros_msgs.msg import FrameTimings, LabelMap, PanopticSegmentArray
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.ros import diagnostics, outputs
-from panoptic_ros.ros.image_io import BadImage, compressed_to_rgb, image_to_rgb, load_cv_bridge
+from panoptic_ros.ros.image_io import BadImage, load_cv_bridge, to_rgb
 from panoptic_ros.ros.params import PARAMS, check, descriptor
 
 # node parameter -> post-processing field (the first one the model's post-processing has)
@@ -41,7 +41,6 @@ POSTPROCESS_PARAMS = {
     'min_stuff_area': ('min_stuff_area',),
     'label_divisor': ('label_divisor',),
 }
-OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class FrameQueue:
@@ -144,10 +143,12 @@ class PanopticNode(Node):
         self._diag_timer = self.create_timer(self._p('diagnostics.period'),
                                              self._publish_diagnostics)
         wanted = set(self._p('outputs'))
+        output_qos = QoSProfile(depth=self._p('output_qos.depth'),
+                                reliability=ReliabilityPolicy.RELIABLE)
         types = {'semantic': Image, 'instance': Image, 'panoptic': Image, 'overlay': Image,
                  'segments': PanopticSegmentArray}
         self._pubs = {name: self.create_lifecycle_publisher(types[name], f'panoptic/{name}',
-                                                            OUTPUT_QOS)
+                                                            output_qos)
                       for name in types if name in wanted}
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -286,10 +287,7 @@ class PanopticNode(Node):
         log = self.get_logger()
         t0 = time.perf_counter()
         try:
-            if isinstance(msg, CompressedImage):
-                rgb = compressed_to_rgb(msg, self._p('max_image_side'), self._bridge)
-            else:
-                rgb = image_to_rgb(msg, self._p('max_image_side'))
+            rgb = to_rgb(msg, self._p('max_image_side'), self._bridge)
         except BadImage as exc:
             self.stats.on_bad_input(exc.kind, str(exc))
             log.warning(f'dropped a bad input image: {exc}', throttle_duration_sec=5.0)
@@ -301,18 +299,11 @@ class PanopticNode(Node):
         labels = self._labels
         # label images are only made for topics someone subscribes to
         wanted = {name for name, pub in self._pubs.items()
-                  if name in ('semantic', 'instance', 'panoptic', 'overlay')
-                  and pub.get_subscription_count() > 0}
-        if 'semantic' in wanted:
-            self._publish(self._pubs['semantic'], outputs.semantic_image(header, result, labels))
-        if 'instance' in wanted:
-            self._publish(self._pubs['instance'], outputs.instance_image(header, result))
-        if 'panoptic' in wanted:
-            self._publish(self._pubs['panoptic'], outputs.panoptic_image(header, result))
-        if 'overlay' in wanted:
-            self._publish(self._pubs['overlay'], outputs.overlay_image(
-                header, rgb, result, labels, alpha=self._p('overlay_alpha'),
-                boundaries=self._p('overlay_boundaries'), names=self._p('overlay_labels')))
+                  if name in outputs.LABEL_OUTPUTS and pub.get_subscription_count() > 0}
+        for name, out in outputs.label_messages(
+                header, rgb, result, labels, wanted, alpha=self._p('overlay_alpha'),
+                boundaries=self._p('overlay_boundaries'), names=self._p('overlay_labels')):
+            self._publish(self._pubs[name], out)
         timings = {'queue': (t0 - t_received) * 1e3, 'decode': (t1 - t0) * 1e3,
                    **result.timings_ms,
                    'publish': (time.perf_counter() - t2) * 1e3}

@@ -71,6 +71,25 @@ def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: Label
     return label_image(header, out, 'rgb8')
 
 
+LABEL_OUTPUTS = ('semantic', 'instance', 'panoptic', 'overlay')
+
+
+def label_messages(header, rgb: np.ndarray, result: PanopticResult, labels: LabelSet,
+                   wanted, *, alpha: float = 0.5, boundaries: bool = True, names: bool = False):
+    """Yield ``(name, Image)`` for each name of :data:`LABEL_OUTPUTS` in ``wanted``, in that
+    order, each made just before it is yielded (a caller can publish one while the next is
+    not made yet)."""
+    if 'semantic' in wanted:
+        yield 'semantic', semantic_image(header, result, labels)
+    if 'instance' in wanted:
+        yield 'instance', instance_image(header, result)
+    if 'panoptic' in wanted:
+        yield 'panoptic', panoptic_image(header, result)
+    if 'overlay' in wanted:
+        yield 'overlay', overlay_image(header, rgb, result, labels, alpha=alpha,
+                                       boundaries=boundaries, names=names)
+
+
 def segments_message(header, result: PanopticResult, labels: LabelSet, timings):
     """``panoptic/segments``: one ``PanopticSegment`` per segment, ids matching the images."""
     h, w = result.semantic.shape

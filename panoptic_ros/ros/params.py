@@ -74,6 +74,10 @@ PARAMS = (
           "frame); use 'best_effort' for sensor-data publishers that only offer it.",
           'configure', choices=('reliable', 'best_effort')),
     Param('input_qos.depth', 2, 'Input QoS history depth.', 'configure', range=(1, 100)),
+    Param('output_qos.depth', 5, 'History depth of the (reliable) output publishers: how many '
+          'frames a subscriber may fall behind, or wait for a lost fragment to be resent, '
+          'before it misses one. Depth 1 lost whole frames under CPU load.', 'configure',
+          range=(1, 100)),
     Param('queue_size', 1, 'Frames waiting for the worker; when full the oldest is dropped, so '
           'the newest frame always wins.', 'configure', range=(1, 30)),
     Param('max_image_side', 16384, 'Images with a larger side are rejected as corrupt.',
