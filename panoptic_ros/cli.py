@@ -75,6 +75,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return run_export(args)
 
 
+def _cmd_bag_make(args: argparse.Namespace) -> int:
+    from panoptic_ros.bag.run import run_bag_make
+
+    return run_bag_make(args)
+
+
+def _cmd_bag_eval(args: argparse.Namespace) -> int:
+    from panoptic_ros.bag.run import run_bag_eval
+
+    return run_bag_eval(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from panoptic_ros.bench import run_bench
 
@@ -192,6 +204,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--eval', help='results JSON of panoptic eval on these weights')
     p.add_argument('--paper', help='paper reference for the card')
     p.set_defaults(func=_cmd_card)
+
+    p = sub.add_parser('bag', help='make rosbag2 bags from datasets; replay bags through the '
+                       'node for PQ and latency')
+    bag = p.add_subparsers(dest='bag_command', required=True, metavar='BAG_COMMAND')
+    p = bag.add_parser('make', help='a Cityscapes-layout dataset as a camera bag with panoptic '
+                       'ground truth',
+                       description='Write /camera/image_raw (or .../compressed), '
+                       '/camera/camera_info and /ground_truth/panoptic (32SC1, the node\'s '
+                       'panoptic encoding) with stamps spaced by the rate.')
+    p.add_argument('--data', required=True, help='dataset root (Cityscapes layout)')
+    p.add_argument('--split', default='val')
+    p.add_argument('--out', required=True, help='bag folder to create')
+    p.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
+    p.add_argument('--rate', type=float, default=10.0, help='frames per second (default 10)')
+    p.add_argument('--compressed', choices=['jpeg', 'png'], help='store the camera as '
+                   'sensor_msgs/CompressedImage in this format (default: raw rgb8)')
+    p.add_argument('--jpeg-quality', type=int, default=90)
+    p.add_argument('--zstd', action='store_true', help='zstd compression (MCAP chunks, or '
+                   'per message for sqlite3)')
+    p.add_argument('--num', type=int, help='first NUM images only')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_bag_make)
+
+    p = bag.add_parser('eval', help='replay a bag through panoptic_node: PQ and latency report',
+                       description='Replay the camera images of a rosbag2 bag through the '
+                       'node (live, over DDS) or its pipeline in process (offline); write '
+                       'report.md, report.json, plots, a montage and the output bag.')
+    p.add_argument('--bag', required=True, help='bag folder (or one .mcap/.db3 file)')
+    p.add_argument('--image-topic', help='camera topic (default: the only Image or '
+                   'CompressedImage topic)')
+    p.add_argument('--gt-topic', help='ground-truth 32SC1 panoptic topic (default: '
+                   '/ground_truth/panoptic when present)')
+    p.add_argument('--no-gt', action='store_true', help='ignore ground truth: timing only')
+    p.add_argument('--mode', default='live', choices=['live', 'offline'])
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument('--rate-factor', type=float, default=1.0, help='live: play at this '
+                      'multiple of the recorded rate (0.5: half speed)')
+    rate.add_argument('--max-rate', action='store_true', help='live: send frames back to '
+                      'back')
+    p.add_argument('--find-peak', action='store_true', help='live: then search the highest '
+                   'input rate with under 5%% dropped frames')
+    p.add_argument('--peak-frames', type=int, default=30, help='frames per peak-search trial')
+    p.add_argument('--peak-steps', type=int, default=3, help='bisection steps of the search')
+    p.add_argument('--weights', help='model (default: the bundled one); with --connect, the '
+                   'weights the running node uses')
+    p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
+    p.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N (the node also takes '
+                   'auto)')
+    p.add_argument('--connect', action='store_true', help='live: use the panoptic_node already '
+                   'running in --namespace instead of starting one')
+    p.add_argument('--namespace', default='/panoptic_eval', help='live: namespace of the node '
+                   '(default /panoptic_eval)')
+    p.add_argument('--input-topic', help='live: publish the images here instead of '
+                   'NAMESPACE/image (a node remapped to a camera topic)')
+    p.add_argument('--startup-timeout', type=float, default=120.0,
+                   help='live: seconds to wait for the node to become active')
+    p.add_argument('--out', default='bag_eval', help='output folder (default bag_eval)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=_cmd_bag_eval)
 
     p = sub.add_parser('demo', help='run the main job on the bundled sample data')
     p.add_argument('--out', default='demo_output', help='output folder')
