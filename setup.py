@@ -29,6 +29,7 @@ DATA_FILES = [
     (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
     (f'share/{PACKAGE}/config/models', glob('config/models/*.yaml')),
     (f'share/{PACKAGE}/models', [p for p in glob('models/*') if os.path.isfile(p)]),
+    (f'share/{PACKAGE}/models/demo_bag', glob('models/demo_bag/*')),
 ]
 
 
