@@ -7,10 +7,20 @@ torch or rclpy.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+from typing import Callable
 
 from panoptic_ros.errors import PanopticError
+
+
+def _deferred(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand handler that imports ``module`` only when the subcommand runs and calls
+    its ``function(args)``."""
+    def handler(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), function)(args)
+    return handler
 
 
 def _cmd_pq(args: argparse.Namespace) -> int:
@@ -61,42 +71,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f'{summary["hardware"]}; val PQ {100 * v["pq"]:.1f}, mIoU {100 * v["miou"]:.1f} '
               f'({summary["val_images"]} images); weights: {Path(args.out) / "model.safetensors"}')
     return 0
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from panoptic_ros.evaluation.run import run_eval
-
-    return run_eval(args)
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from panoptic_ros.export.run import run_export
-
-    return run_export(args)
-
-
-def _cmd_bag_make(args: argparse.Namespace) -> int:
-    from panoptic_ros.bag.run import run_bag_make
-
-    return run_bag_make(args)
-
-
-def _cmd_bag_eval(args: argparse.Namespace) -> int:
-    from panoptic_ros.bag.run import run_bag_eval
-
-    return run_bag_eval(args)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from panoptic_ros.bench import run_bench
-
-    return run_bench(args)
-
-
-def _cmd_card(args: argparse.Namespace) -> int:
-    from panoptic_ros.card import run_card
-
-    return run_card(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--predictions', help='write COCO panoptic predictions (PNGs + '
                    'predictions.json) into this folder')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
-    p.set_defaults(func=_cmd_eval)
+    p.set_defaults(func=_deferred('panoptic_ros.evaluation.run', 'run_eval'))
 
     p = sub.add_parser('export', help='export a model to ONNX or a TensorRT engine',
                        description='ONNX (static input shape, normalisation and decoding inside, '
@@ -174,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--workspace', type=float, default=4.0, help='TensorRT workspace (GiB)')
     p.add_argument('--cache-dir', help='TensorRT engine and timing cache folder '
                    '(default: ~/.cache/panoptic_ros)')
-    p.set_defaults(func=_cmd_export)
+    p.set_defaults(func=_deferred('panoptic_ros.export.run', 'run_export'))
 
     p = sub.add_parser('bench', help='per-stage latency of a model on an engine',
                        description='Latency of preprocess, inference and post-processing on a '
@@ -192,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--iters', type=int, default=30)
     p.add_argument('--threads', type=int, help='torch CPU threads')
     p.add_argument('--out', help='write the figures as JSON here')
-    p.set_defaults(func=_cmd_bench)
+    p.set_defaults(func=_deferred('panoptic_ros.bench', 'run_bench'))
 
     p = sub.add_parser('card', help='package trained weights with their model card',
                        description='Copy weights (optionally as float16) and put the metrics '
@@ -203,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--fp16', action='store_true', help='store float16 tensors')
     p.add_argument('--eval', help='results JSON of panoptic eval on these weights')
     p.add_argument('--paper', help='paper reference for the card')
-    p.set_defaults(func=_cmd_card)
+    p.set_defaults(func=_deferred('panoptic_ros.card', 'run_card'))
 
     p = sub.add_parser('bag', help='make rosbag2 bags from datasets; replay bags through the '
                        'node for PQ and latency')
@@ -225,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                    'per message for sqlite3)')
     p.add_argument('--num', type=int, help='first NUM images only')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
-    p.set_defaults(func=_cmd_bag_make)
+    p.set_defaults(func=_deferred('panoptic_ros.bag.run', 'run_bag_make'))
 
     p = bag.add_parser('eval', help='replay a bag through panoptic_node: PQ and latency report',
                        description='Replay the camera images of a rosbag2 bag through the '
@@ -262,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='live: seconds to wait for the node to become active')
     p.add_argument('--out', default='bag_eval', help='output folder (default bag_eval)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
-    p.set_defaults(func=_cmd_bag_eval)
+    p.set_defaults(func=_deferred('panoptic_ros.bag.run', 'run_bag_eval'))
 
     p = sub.add_parser('demo', help='run the main job on the bundled sample data')
     p.add_argument('--out', default='demo_output', help='output folder')

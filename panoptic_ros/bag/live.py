@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from panoptic_ros.bag import types
-from panoptic_ros.bag.metrics import FrameTiming, ReplayMetrics
-from panoptic_ros.bag.source import Frame
+from panoptic_ros.bag.metrics import STAGES, FrameTiming, ReplayMetrics
+from panoptic_ros.bag.source import Frame, stamp_ns
 from panoptic_ros.errors import PanopticError
 
-OUTPUT_TYPES = {'segments': types.SEGMENTS, 'panoptic': types.IMAGE, 'semantic': types.IMAGE,
-                'overlay': types.IMAGE}
 NODE_NAME = 'panoptic'
 
 
@@ -100,11 +98,11 @@ class LiveSession:
         self.publisher = self.node.create_publisher(self.input_type, self.input_topic,
                                                     QoSProfile(depth=10))
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()   # (name, topic, mono, wall_ns, raw)
-        classes = {'segments': PanopticSegmentArray, 'panoptic': Image, 'semantic': Image,
-                   'overlay': Image}
-        self.topics = {name: f'{ns}/panoptic/{name}' for name in classes
-                       if overlay or name != 'overlay'}
-        self.subs = [self._raw_sub(name, classes[name], topic, reliable)
+        # the rclpy class of each output we take
+        self.classes = {name: PanopticSegmentArray if name == 'segments' else Image
+                        for name in types.OUTPUT_TYPES if overlay or name != 'overlay'}
+        self.topics = {name: f'{ns}/panoptic/{name}' for name in self.classes}
+        self.subs = [self._raw_sub(name, self.classes[name], topic, reliable)
                      for name, topic in self.topics.items()]
         self.label_map = None
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -144,8 +142,8 @@ class LiveSession:
 
     def wait_ready(self, timeout: float, node: NodeProcess | None = None) -> None:
         """Until the node is active (label map received), subscribes to our images and
-        publishes every output topic; then one more second so that the node, too, has seen
-        our subscriptions (it only renders images somebody subscribes to)."""
+        publishes every output topic (that the node has seen our subscriptions too is
+        :meth:`handshake`'s job)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if node is not None and not node.alive():
@@ -154,7 +152,6 @@ class LiveSession:
                                     f'{node.log_tail()}')
             if (self.label_map is not None and self.publisher.get_subscription_count() > 0
                     and all(s.get_publisher_count() > 0 for s in self.subs)):
-                time.sleep(1.0)
                 return
             time.sleep(0.1)
         where = f'; its log ({node.log_path}):\n{node.log_tail()}' if node else ''
@@ -167,9 +164,6 @@ class LiveSession:
         until one comes back with every output we subscribe to: from then on the node knows
         all our subscriptions. Outputs of the handshake are discarded."""
         from rclpy.serialization import deserialize_message
-        from sensor_msgs.msg import Image
-
-        from panoptic_ros_msgs.msg import PanopticSegmentArray
 
         end = time.monotonic() + timeout
         got: dict[int, set] = {}
@@ -181,9 +175,8 @@ class LiveSession:
                     name, *_, data = self.inbox.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                msg = deserialize_message(data, PanopticSegmentArray if name == 'segments'
-                                          else Image)
-                seen = got.setdefault(msg.header.stamp.nanosec, set())
+                msg = deserialize_message(data, self.classes[name])
+                seen = got.setdefault(stamp_ns(msg.header.stamp), set())
                 seen.add(name)
                 if seen == set(self.topics):
                     time.sleep(0.5)
@@ -213,7 +206,7 @@ class _InFlight:
     sent: float
     sent_wall_ns: int
     outputs: dict = field(default_factory=dict)
-    received: dict = field(default_factory=dict)
+    last_received: float = 0.0
 
 
 def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
@@ -227,14 +220,9 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
     ``record(topic, msgtype, log_ns, raw)`` receives every message sent and received.
     """
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import Image
-
-    from panoptic_ros_msgs.msg import PanopticSegmentArray
 
     required = {'segments', 'panoptic', 'semantic'} if need_quality else {'segments'}
     expected = set(session.topics)
-    classes = {'segments': PanopticSegmentArray, 'panoptic': Image, 'semantic': Image,
-               'overlay': Image}
     inflight: dict[int, _InFlight] = {}
     while not session.inbox.empty():      # late outputs of an earlier run
         session.inbox.get()
@@ -245,11 +233,9 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
     def complete(item: _InFlight) -> None:
         nonlocal worst
         seg = item.outputs['segments']
-        received_ns = seg.timings.received.sec * 10**9 + seg.timings.received.nanosec
-        stages = {k: float(getattr(seg.timings, f'{k}_ms')) for k in
-                  ('queue', 'decode', 'preprocess', 'inference', 'postprocess', 'publish',
-                   'total')}
-        timing = FrameTiming(item.frame.index, item.sent, max(item.received.values()), stages,
+        received_ns = stamp_ns(seg.timings.received)
+        stages = {k: float(getattr(seg.timings, f'{k}_ms')) for k in STAGES}
+        timing = FrameTiming(item.frame.index, item.sent, item.last_received, stages,
                              (received_ns - item.sent_wall_ns) / 1e6 if received_ns else None)
         worst = max(worst, timing.done - timing.sent)
         metrics.on_done(timing)
@@ -266,13 +252,13 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
                 return
             last_output = t
             if record:
-                record(topic, OUTPUT_TYPES[name], wall_ns, raw)
-            msg = deserialize_message(raw, classes[name])
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                record(topic, types.OUTPUT_TYPES[name], wall_ns, raw)
+            msg = deserialize_message(raw, session.classes[name])
+            stamp = stamp_ns(msg.header.stamp)
             item = inflight.get(stamp)
             if item is not None and name not in item.outputs:
                 item.outputs[name] = msg
-                item.received[name] = t
+                item.last_received = t
                 if expected <= item.outputs.keys():
                     complete(inflight.pop(stamp))
             if time.perf_counter() >= end:
@@ -307,7 +293,7 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
             c = session.counters()
             accounted = sum(c.get(k, 0) - base.get(k, 0) for k in c
                             if k.startswith(('dropped.', 'bad_input.')))
-            if metrics.sent - len(inflight) + accounted >= metrics.sent:
+            if accounted >= len(inflight):
                 break
         if now - last_output > idle and now - sent_at_end > idle:
             break

@@ -17,16 +17,9 @@ import numpy as np
 
 from panoptic_ros.evaluation.evaluate import PanopticEvaluator, ground_truth_from_panoptic
 from panoptic_ros.labels import LabelSet
+from panoptic_ros.ros.image_io import label_array
 
 STAGES = ('queue', 'decode', 'preprocess', 'inference', 'postprocess', 'publish', 'total')
-
-
-def image_array(msg) -> np.ndarray:
-    """``[H, W]`` array of a ``mono8``, ``mono16`` or ``32SC1`` ``sensor_msgs/Image``."""
-    dtype = {'mono8': np.uint8, 'mono16': np.uint16, '32SC1': np.int32}[msg.encoding]
-    dt = np.dtype(dtype).newbyteorder('>' if msg.is_bigendian else '<')
-    h, w = int(msg.height), int(msg.width)
-    return np.frombuffer(msg.data, dt).reshape(h, int(msg.step) // dt.itemsize)[:, :w]
 
 
 @dataclass
@@ -60,7 +53,6 @@ class ReplayMetrics:
 
     labels: LabelSet
     gt_divisor: int
-    sent: int = 0
     timings: list[FrameTiming] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)
     evaluated: int = 0
@@ -69,8 +61,11 @@ class ReplayMetrics:
     def __post_init__(self) -> None:
         self.evaluator = PanopticEvaluator(self.labels)
 
+    @property
+    def sent(self) -> int:
+        return len(self.send_times)
+
     def on_sent(self, t: float) -> None:
-        self.sent += 1
         self.send_times.append(t)
 
     def on_done(self, timing: FrameTiming) -> None:
@@ -82,8 +77,8 @@ class ReplayMetrics:
         table, gt_semantic = ground_truth_from_panoptic(gt, self.labels, self.gt_divisor)
         ids = np.array([s.id for s in segments.segments], np.int64)
         classes = np.array([s.class_id for s in segments.segments], np.int64)
-        self.evaluator.add_maps(name, gt, table, gt_semantic, image_array(panoptic_msg), ids,
-                                classes, image_array(semantic_msg))
+        self.evaluator.add_maps(name, gt, table, gt_semantic, label_array(panoptic_msg), ids,
+                                classes, label_array(semantic_msg))
         self.evaluated += 1
 
     def quality(self) -> dict | None:

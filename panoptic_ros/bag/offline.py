@@ -40,8 +40,7 @@ class OfflinePipeline:
 
 
 def run_offline(source: BagSource, pipeline: OfflinePipeline, metrics: ReplayMetrics,
-                on_frame: Callable[[Frame, dict, FrameTiming], None],
-                topic_prefix: str = '/panoptic') -> None:
+                on_frame: Callable[[Frame, dict, FrameTiming], None]) -> None:
     """Process every frame; ``on_frame(frame, outputs, timing)`` gets the output messages by
     name (``semantic``, ``panoptic``, ``overlay``, ``segments``); bad images are counted in
     ``metrics.drops`` as ``bad_input.<kind>``."""

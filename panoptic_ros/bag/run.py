@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from panoptic_ros.bag import types
-from panoptic_ros.bag.metrics import ReplayMetrics, image_array
+from panoptic_ros.bag.metrics import ReplayMetrics
 from panoptic_ros.bag.source import BagSource, Frame
 from panoptic_ros.errors import PanopticError
 
@@ -48,8 +48,9 @@ class _Collector:
 
     def __call__(self, frame: Frame, outputs: dict, timing) -> None:
         from panoptic_ros.bag.report import montage_row
+        from panoptic_ros.encoding import decode_panoptic
         from panoptic_ros.palette import colorize
-        from panoptic_ros.ros.image_io import BadImage, to_rgb
+        from panoptic_ros.ros.image_io import BadImage, image_to_rgb, to_rgb
 
         m = self.metrics
         if frame.gt is not None and 'panoptic' in outputs and 'semantic' in outputs:
@@ -63,16 +64,11 @@ class _Collector:
             if camera is not None:
                 gt_colours = None
                 if frame.gt is not None:
-                    div = m.gt_divisor
-                    sem = np.where(frame.gt < 0, self.labels.void_id, frame.gt // div)
-                    gt_colours = colorize(sem, np.where(frame.gt < 0, 0, frame.gt % div),
-                                          self.labels)
+                    gt_colours = colorize(*decode_panoptic(frame.gt, self.labels.void_id,
+                                                           m.gt_divisor), self.labels)
                 overlay = outputs.get('overlay')
-                if overlay is not None:
-                    overlay = np.frombuffer(overlay.data, np.uint8).reshape(
-                        overlay.height, overlay.step)[:, :overlay.width * 3].reshape(
-                        overlay.height, overlay.width, 3)
-                self.rows.append(montage_row(camera, gt_colours, overlay))
+                self.rows.append(montage_row(
+                    camera, gt_colours, None if overlay is None else image_to_rgb(overlay)))
         if self.bar is not None:
             e2e = 1e3 * (timing.done - timing.sent)
             q = m.quality() if m.evaluated and m.evaluated % 10 == 0 else None
@@ -87,12 +83,6 @@ def _bag_info(source: BagSource, frames_read: int) -> dict:
             'frames_in_bag': source.count, 'frames_read': frames_read,
             'error': source.error, 'unreadable_messages': source.unreadable,
             'restamped': source.restamped}
-
-
-def _counting(frames, counter: list[int]):
-    for f in frames:
-        counter[0] += 1
-        yield f
 
 
 def _find_peak(session, source: BagSource, labels, start_rate: float, frames: int,
@@ -162,7 +152,6 @@ def run_bag_eval(args: argparse.Namespace) -> int:
     bar = tqdm(total=source.count, unit='frame', disable=args.quiet, desc=f'bag eval '
                f'({args.mode})')
     collector = _Collector(metrics, labels, source.count, bar)
-    read = [0]
     node = session = None
     peak = None
     interrupted = False
@@ -180,13 +169,12 @@ def run_bag_eval(args: argparse.Namespace) -> int:
             def on_frame(frame, outputs, timing):
                 recorder.write(source.image_topic, frame.msgtype, frame.log_ns, frame.raw)
                 for name, msg in outputs.items():
-                    recorder.write(f'/panoptic/{name}', types.SEGMENTS if name == 'segments'
-                                   else types.IMAGE, frame.log_ns, serialize_message(msg))
+                    recorder.write(f'/panoptic/{name}', types.OUTPUT_TYPES[name], frame.log_ns,
+                                   serialize_message(msg))
                 collector(frame, outputs, timing)
                 bar.update()
 
             run_offline(source, pipeline, metrics, on_frame)
-            read[0] = metrics.sent
         else:
             from panoptic_ros.bag.live import LiveSession, NodeProcess, play
 
@@ -220,7 +208,7 @@ def run_bag_eval(args: argparse.Namespace) -> int:
                                   else f'bag timing stretched x {1 / args.rate_factor:g} '
                                   f'(--rate-factor {args.rate_factor:g})')
                 due = lambda f: f.log_ns / 1e9 / args.rate_factor  # noqa: E731
-            play(session, _counting(source.frames(), read), metrics, due, collector,
+            play(session, source.frames(), metrics, due, collector,
                  record=recorder.write, need_quality=bool(source.gt_topic),
                  on_sent=lambda: bar.update())
             report['node'] = session.diagnostics
@@ -240,7 +228,8 @@ def run_bag_eval(args: argparse.Namespace) -> int:
         if node is not None:
             node.stop()
         recorder.close()
-    report.update({'bag': _bag_info(source, read[0]), 'interrupted': interrupted,
+    # every frame read was sent (published, or processed in process)
+    report.update({'bag': _bag_info(source, metrics.sent), 'interrupted': interrupted,
                    'quality': metrics.quality(), 'latency': metrics.latency()})
     if peak:
         report['peak'] = peak
@@ -264,5 +253,5 @@ def run_bag_eval(args: argparse.Namespace) -> int:
     print(f'report: {out / "report.md"} ({", ".join(files)}; report.json)')
     if source.error:
         raise PanopticError(f'bag {source.path} is corrupt or truncated after '
-                            f'{read[0]} frames ({source.error}); the report covers those')
+                            f'{metrics.sent} frames ({source.error}); the report covers those')
     return 130 if interrupted else 0

@@ -21,6 +21,7 @@ from panoptic_ros.bag import types
 from panoptic_ros.bag.make import DIVISOR_KEY, GT_TOPIC
 from panoptic_ros.encoding import LABEL_DIVISOR
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.ros.image_io import label_array
 
 HOLD = 32    # images kept waiting for their ground truth before going on without it
 
@@ -48,8 +49,9 @@ class Frame:
     gt: np.ndarray | None = None
 
 
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+def stamp_ns(stamp) -> int:
+    """Nanoseconds of a ``builtin_interfaces/Time`` (rclpy's or rosbags')."""
+    return int(stamp.sec) * 10**9 + int(stamp.nanosec)
 
 
 def gt_array(msg) -> np.ndarray:
@@ -57,12 +59,7 @@ def gt_array(msg) -> np.ndarray:
     if msg.encoding != '32SC1':
         raise PanopticError(f'ground-truth image has encoding {msg.encoding!r}; expected 32SC1 '
                             '(class_id * label_divisor + instance_id, void -1)')
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, np.uint8)
-    if step < 4 * w or step % 4 or data.size != h * step:
-        raise PanopticError(f'ground-truth image {w}x{h} has step {step} and {data.size} bytes')
-    dtype = np.dtype('>i4' if msg.is_bigendian else '<i4')
-    return data.view(dtype).reshape(h, step // 4)[:, :w].astype(np.int32)
+    return label_array(msg).astype(np.int32)
 
 
 class BagSource:
@@ -174,7 +171,7 @@ class BagSource:
             except Exception:
                 self.unreadable += 1
                 continue
-            stamp = stamp_ns(msg.header)
+            stamp = stamp_ns(msg.header.stamp)
             if conn.topic == self.gt_topic:
                 if stamp in pending:
                     pending[stamp].gt = gt

@@ -13,8 +13,7 @@ IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 SEGMENTS = 'panoptic_ros_msgs/msg/PanopticSegmentArray'
-LABEL_MAP = 'panoptic_ros_msgs/msg/LabelMap'
-DIAGNOSTICS = 'diagnostic_msgs/msg/DiagnosticArray'
+OUTPUT_TYPES = {'segments': SEGMENTS, 'panoptic': IMAGE, 'semantic': IMAGE, 'overlay': IMAGE}
 
 
 def _msg_dir() -> Path:

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from panoptic_ros.datasets.sample import Sample
+from panoptic_ros.encoding import decode_panoptic
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
 from panoptic_ros.labels import LabelSet
@@ -71,9 +72,8 @@ def ground_truth_from_panoptic(panoptic: np.ndarray, labels: LabelSet,
                             f'{label_divisor})')
     crowd = labels.is_thing[classes] & (ids % label_divisor == 0)
     table = SegmentTable.build(ids.tolist(), labels.dataset_ids[classes], crowd.tolist())
-    semantic = np.where(panoptic < 0, labels.void_id,
-                        np.maximum(panoptic, 0) // label_divisor).astype(np.uint16)
-    return table, semantic
+    semantic, _ = decode_panoptic(panoptic, labels.void_id, label_divisor)
+    return table, semantic.astype(np.uint16)
 
 
 class PanopticEvaluator:

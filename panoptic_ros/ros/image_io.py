@@ -162,6 +162,30 @@ def load_cv_bridge():
         return None
 
 
+_LABEL_DTYPES = {'mono8': np.uint8, 'mono16': np.uint16, '32SC1': np.int32}
+
+
+def label_array(msg) -> np.ndarray:
+    """Inverse of :func:`label_image` for label images: ``mono8``, ``mono16`` or ``32SC1``
+    ``Image`` (rclpy's or rosbags') -> ``[H, W]`` array viewing the message data.
+
+    Raises:
+        BadImage: another encoding, a step that is not whole pixels or shorter than a row, or
+            data that is not ``height * step`` bytes.
+    """
+    if msg.encoding not in _LABEL_DTYPES:
+        raise BadImage('encoding', f'label image encoding {msg.encoding!r}; expected one of '
+                       f'{", ".join(_LABEL_DTYPES)}')
+    dtype = np.dtype(_LABEL_DTYPES[msg.encoding]).newbyteorder('>' if msg.is_bigendian else '<')
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if step < w * dtype.itemsize or step % dtype.itemsize:
+        raise BadImage('step', f'step {step} for {w} pixels of {dtype.itemsize} bytes')
+    if len(msg.data) != h * step:
+        raise BadImage('data_length', f'data has {len(msg.data)} bytes, expected height x step '
+                       f'= {h} x {step} = {h * step}')
+    return np.frombuffer(msg.data, dtype).reshape(h, step // dtype.itemsize)[:, :w]
+
+
 def label_image(header, array: np.ndarray, encoding: str):
     """``[H, W]`` or ``[H, W, 3]`` array -> ``sensor_msgs/Image`` with ``header``.
 
