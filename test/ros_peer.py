@@ -27,7 +27,7 @@ def start_node(domain: int, params: dict, prelude: str = '') -> subprocess.Popen
     for k, v in params.items():
         args += ['-p', f'{k}:={v}']
     code = f'{prelude}\nfrom panoptic_ros.ros.node import main\nmain()'
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(domain), 'PYTHONPATH': str(ROOT)}
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(domain)}     # the installed package
     return subprocess.Popen([sys.executable, '-c', code, '--ros-args', *args], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

@@ -196,7 +196,7 @@ def test_corrupt_and_truncated_bags(data, tmp_path, capsys):
 def test_live_replay_of_the_demo_bag_matches_offline(tmp_path):
     """The demo bag through a panoptic_node process over DDS: every frame answered at a rate
     this machine sustains, and PQ equal to the in-process pipeline's on the same frames."""
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(new_domain()), 'PYTHONPATH': str(ROOT)}
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(new_domain())}   # the installed package
     cmd = [sys.executable, '-m', 'panoptic_ros.cli', 'bag', 'eval', '--quiet', '--bag',
            str(DEMO_BAG)]
     live = subprocess.run(cmd + ['--mode', 'live', '--rate-factor', '0.2', '--out',

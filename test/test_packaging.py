@@ -1,16 +1,23 @@
-"""Install routes: messages built from msg/, package manifests, and a colcon workspace build."""
+"""Install routes: the tests run the installed package, which has every file the package reads;
+messages built from msg/, package manifests, executables where ``ros2 run`` looks, and a colcon
+workspace build."""
 
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
+from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+VENV = VENV_BIN.parent
+SITE_DIRS = {Path(sysconfig.get_paths()[k]).resolve() for k in ('purelib', 'platlib')}
+MARKER = 'installed where `ros2 run` and launch files look'   # setup.py's launchers
 
 # Publishes one PanopticSegmentArray and receives it over DDS in the same process.
 PUBSUB = textwrap.dedent('''
@@ -43,6 +50,64 @@ def _env(domain: int) -> dict:
     env = dict(os.environ)
     env['ROS_DOMAIN_ID'] = str(domain)
     return env
+
+
+def _installed_package() -> Path:
+    import panoptic_ros
+
+    return Path(panoptic_ros.__file__).resolve().parent
+
+
+def test_tests_import_the_installed_package_not_the_source_tree():
+    here = _installed_package()
+    assert here != ROOT / 'panoptic_ros', (
+        'panoptic_ros was imported from the source tree: run the tests with `make test` or '
+        '.venv/bin/pytest (pytest.ini: --import-mode=importlib, test/conftest.py)')
+    assert here.parent in SITE_DIRS, f'{here} is not in site-packages {sorted(SITE_DIRS)}'
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason='PYTHONSAFEPATH needs Python 3.11')
+def test_processes_the_tests_start_in_the_repository_import_the_installed_package():
+    code = 'import panoptic_ros; print(panoptic_ros.__file__)'
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert Path(out.stdout.strip()).resolve().parent.parent in SITE_DIRS, out.stdout
+
+
+def test_every_data_file_of_the_package_is_installed():
+    """Every non-Python file of the source package is in the installed one, unchanged (a file
+    missing from setup.py's package_data fails here, not in a user's `pip install .`)."""
+    src = ROOT / 'panoptic_ros'
+    data = sorted(p.relative_to(src) for p in src.rglob('*')
+                  if p.is_file() and '__pycache__' not in p.parts and p.suffix != '.py'
+                  and not p.name.startswith('.') and not p.name.endswith('~'))
+    assert {Path('export/tensorrt_onnx_ops.txt'),
+            Path('data/coco_panoptic_categories.json')} <= set(data)
+    installed = _installed_package()
+    missing = [str(r) for r in data if not (installed / r).is_file()]
+    assert not missing, f'not installed (name them in setup.py package_data): {missing}'
+    stale = [str(r) for r in data if (installed / r).read_bytes() != (src / r).read_bytes()]
+    assert not stale, f'installed copies differ from the source (make install): {stale}'
+
+
+def test_console_scripts_are_installed_where_ros2_run_looks():
+    """pip route: <prefix>/lib/panoptic_ros/ has every console script (bin/ has them too),
+    executable, run by this environment's interpreter, and recorded for pip uninstall."""
+    dist = distribution('panoptic_ros')
+    names = sorted(ep.name for ep in dist.entry_points if ep.group == 'console_scripts')
+    assert {'panoptic', 'panoptic_node'} <= set(names)
+    recorded = {Path(dist.locate_file(f)).resolve() for f in dist.files}
+    for name in names:
+        exe = VENV / 'lib' / 'panoptic_ros' / name
+        assert exe.is_file() and os.access(exe, os.X_OK), exe
+        lines = exe.read_text().splitlines()
+        interpreter = Path(lines[0].removeprefix('#!'))
+        assert interpreter.parent == VENV_BIN and interpreter.samefile(sys.executable), lines[0]
+        assert MARKER in lines[1]
+        assert exe.resolve() in recorded, f'{name}: not in the RECORD (pip uninstall)'
+    out = subprocess.run([str(VENV / 'lib' / 'panoptic_ros' / 'panoptic'), '--help'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and 'usage: panoptic' in out.stdout, out.stderr[-2000:]
 
 
 @pytest.mark.ros
@@ -90,6 +155,9 @@ def test_colcon_workspace_build(tmp_path):
     install = ws / 'install' / 'panoptic_ros'
     for exe in ('panoptic', 'panoptic_node'):                        # where ros2 run looks
         assert (install / 'lib' / 'panoptic_ros' / exe).is_file()
+        # setuptools' scripts (setup.cfg install_scripts); setup.py adds no second copy there
+        assert MARKER not in (install / 'lib' / 'panoptic_ros' / exe).read_text()
+    assert not list((src / 'build').glob('*/ros_executables'))
     share = install / 'share'
     assert (share / 'ament_index' / 'resource_index' / 'packages' / 'panoptic_ros').is_file()
     assert (share / 'ament_index' / 'resource_index' / 'packages' /
