@@ -10,7 +10,7 @@ from panoptic_ros_msgs.msg import (LabelInfo, LabelMap, PanopticSegment,
                                    PanopticSegmentArray)
 from panoptic_ros.labels import LabelSet
 from panoptic_ros.models.result import PanopticResult
-from panoptic_ros.palette import colorize
+from panoptic_ros.palette import outline_px, panoptic_index
 from panoptic_ros.ros.image_io import label_image
 
 
@@ -48,27 +48,94 @@ def panoptic_image(header, result: PanopticResult):
 
 def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: LabelSet, *,
                   alpha: float, boundaries: bool, names: bool):
-    """``panoptic/overlay``: ``rgb8`` camera image blended with the panoptic colouring (stuff
-    in class colours, each instance its own shade and white outline, void left as the camera
-    image). Colours and outlines are drawn on the post-processing grid and resized: the cost
-    of the overlay hardly grows with the camera resolution."""
+    """``panoptic/overlay``: ``rgb8`` camera image under the panoptic colouring.
+
+    On every segment the class colour (stuff) or the instance's own shade of it (things, see
+    :mod:`panoptic_ros.palette`) is blended with weight ``alpha`` over the camera's brightness:
+    the colour dominates, the camera's texture stays visible, and the camera's own colours do
+    not muddy the class colours. Void keeps the camera image (so does everything at
+    ``alpha`` 0, but the outlines). Instances get white or black outlines (whichever
+    contrasts), :func:`~panoptic_ros.palette.outline_px` thick or one grid pixel if more;
+    ``names`` writes class names, scaled with the image and on a black halo, on instances
+    large enough to hold them.
+
+    Colours and outlines are drawn on the post-processing grid and resized; the full-size
+    work is a few OpenCV passes (grey, multiply, add), so the cost hardly grows with the
+    camera resolution."""
+    height, width = rgb.shape[:2]
     sem = result.grid_semantic.cpu().numpy()
-    colours = colorize(sem, result.grid_instance.cpu().numpy(), labels, boundaries=boundaries)
-    void = (sem == labels.void_id).view(np.uint8)
-    if colours.shape[:2] != rgb.shape[:2]:
-        size = (rgb.shape[1], rgb.shape[0])
-        colours = cv2.resize(colours, size, interpolation=cv2.INTER_NEAREST)
-        void = cv2.resize(void, size, interpolation=cv2.INTER_NEAREST)
-    out = cv2.addWeighted(rgb, 1.0 - alpha, colours, alpha, 0.0)
-    np.copyto(out, rgb, where=void[..., None].astype(bool))
+    ins = result.grid_instance.cpu().numpy()
+    thickness = 0
+    if boundaries:      # on the grid, so that it is outline_px() thick at the image size
+        thickness = max(1, round(outline_px(height, width) * sem.shape[0] / height))
+    iids = result.segment_instance_ids.cpu().numpy()
+    classes = result.segment_classes.cpu().numpy()
+    known = np.full(int(max(iids.max(initial=0), ins.max(initial=0))) + 1, -1, np.int64)
+    known[iids[iids > 0]] = classes[iids > 0]
+    index, table = panoptic_index(sem, ins, labels, thickness, instance_classes=known,
+                                  alpha=alpha)
+    # out = add + grey * keep / 255: the colours with weight alpha, outlines at full weight;
+    # keep == 255 (void, or alpha about 0) is copied from the camera image instead
+    add = np.rint(table * alpha).astype(np.uint8)
+    keep = np.full(len(table), round(255 * (1.0 - alpha)), np.uint8)
+    add[-2:], keep[-2:] = table[-2:], 0
+    add[0], keep[0] = 0, 255
+    add, keep = np.take(add, index, axis=0), np.take(keep, index)
+    if index.shape != (height, width):
+        add = cv2.resize(add, (width, height), interpolation=cv2.INTER_NEAREST)
+        keep = cv2.resize(keep, (width, height), interpolation=cv2.INTER_NEAREST)
+    grey = cv2.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), keep, scale=1.0 / 255.0)
+    out = cv2.add(add, cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB))
+    cv2.copyTo(rgb, cv2.compare(keep, 255, cv2.CMP_EQ), out)
     if names:
-        for cls, inst, (cx, cy) in zip(result.segment_classes.tolist(),
-                                       result.segment_instance_ids.tolist(),
-                                       result.segment_centroids.tolist()):
-            if inst:
-                cv2.putText(out, labels.names[cls], (int(cx), int(cy)),
-                            cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        _draw_names(out, result, labels)
     return label_image(header, out, 'rgb8')
+
+
+def _draw_names(out: np.ndarray, result: PanopticResult, labels: LabelSet) -> None:
+    """Class names centred on the instances, white on a black halo, the font scaled with the
+    image (0.6 at 512x1024, 1.2 at 1024x2048), larger instances first. Instances smaller than
+    half their name's box, or whose name would cover one already written, stay unnamed.
+
+    The halo is the dilated glyph mask: OpenCV 5 caps ``putText``'s thickness, so a thick
+    black pass under the white one would not show."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scale = max(0.4, min(out.shape[:2]) / 850)
+    thick = max(1, round(2.5 * scale))
+    pad = max(2, round(2.5 * scale))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pad + 1, 2 * pad + 1))
+    margin = pad + thick
+    height, width = out.shape[:2]
+    taken: list[tuple[int, int, int, int]] = []
+    segments = sorted(zip(result.segment_areas.tolist(), result.segment_classes.tolist(),
+                          result.segment_instance_ids.tolist(),
+                          result.segment_centroids.tolist()), reverse=True)
+    for area, cls, inst, (cx, cy) in segments:
+        if not inst:
+            continue
+        text = labels.names[cls]
+        (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+        if area < 0.5 * tw * th:
+            continue
+        bw, bh = tw + 2 * margin, th + base + 2 * margin
+        x0 = min(max(0, int(cx - tw / 2) - margin), width - bw)    # whole, where it fits
+        y0 = min(max(0, int(cy - th / 2) - margin), height - bh)
+        box = (x0, y0, x0 + bw, y0 + bh)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+               for b in taken):
+            continue
+        taken.append(box)
+        glyph = np.zeros((box[3] - y0, box[2] - x0), np.uint8)
+        cv2.putText(glyph, text, (margin, margin + th), font, scale, 255, thick, cv2.LINE_AA)
+        halo = cv2.dilate(glyph, kernel)
+        gx, gy = max(0, -x0), max(0, -y0)             # the part inside the image
+        x1, y1 = min(width, box[2]), min(height, box[3])
+        if x1 <= x0 + gx or y1 <= y0 + gy:
+            continue
+        region = out[y0 + gy:y1, x0 + gx:x1]
+        g = glyph[gy:gy + region.shape[0], gx:gx + region.shape[1], None] / 255.0
+        h = halo[gy:gy + region.shape[0], gx:gx + region.shape[1], None] / 255.0
+        region[:] = np.rint(region * (1.0 - h) * (1.0 - g) + 255.0 * g).astype(np.uint8)
 
 
 LABEL_OUTPUTS = ('semantic', 'instance', 'panoptic', 'overlay')
