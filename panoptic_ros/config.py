@@ -35,6 +35,12 @@ def _check_keys(section: str, given: Mapping, allowed: set[str], required: set[s
         raise PanopticError(f'config section {section!r}: missing keys {sorted(missing)}')
 
 
+# Model constructor arguments that only choose where initial weights come from (see
+# :func:`panoptic_ros.models.backbones.build_backbone`); their default batch norm is frozen
+# when pretrained.
+INIT_PARAMS = ('pretrained', 'backbone_weights')
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What builds a model and its post-processing."""
@@ -76,10 +82,18 @@ class ModelSpec:
         return {'num_classes': labels.num_classes,
                 'thing_classes': [int(c) for c in labels.thing_ids], **self.params}
 
-    def build(self):
+    def build(self, *, initial_weights: bool = True):
+        """The model. ``initial_weights=False`` when a weights file's tensors replace every
+        weight anyway: the arguments that only choose initial weights (:data:`INIT_PARAMS`)
+        are dropped, so no ImageNet file is read (nor need be installed), and batch norm
+        keeps the kind (frozen or not) the model was trained with."""
         from panoptic_ros.models.registry import build_model
 
-        return build_model(self.architecture, **self.model_kwargs())
+        kwargs = self.model_kwargs()
+        if not initial_weights and any(k in kwargs for k in INIT_PARAMS):
+            pretrained = any(bool(kwargs.pop(k, None)) for k in INIT_PARAMS)
+            kwargs.setdefault('frozen_bn', pretrained)
+        return build_model(self.architecture, **kwargs)
 
     def postprocessor(self, **overrides):
         from panoptic_ros.models.registry import build_postprocess

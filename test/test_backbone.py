@@ -8,14 +8,15 @@ import torch
 from torch import nn
 
 from panoptic_ros.errors import PanopticError
-from panoptic_ros.models.backbones.resnet import FrozenBatchNorm2d, build_resnet
+from panoptic_ros.models.backbones.norm import FrozenBatchNorm2d
+from panoptic_ros.models.backbones.resnet import build_resnet
 from panoptic_ros.models.necks.fpn import FPN
 
 # torchvision's published totals (11,689,512 / 21,797,672 / 25,557,032) minus the classifier:
 # fc has 512 * 1000 + 1000 = 513,000 parameters for 18/34 and 2048 * 1000 + 1000 = 2,049,000
 # for 50.
 TRUNK_PARAMS = {18: 11_689_512 - 513_000, 34: 21_797_672 - 513_000, 50: 25_557_032 - 2_049_000}
-CHANNELS = {18: (128, 256, 512), 34: (128, 256, 512), 50: (512, 1024, 2048)}
+CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512), 50: (256, 512, 1024, 2048)}
 
 
 @pytest.fixture(scope='module')
@@ -65,18 +66,18 @@ def test_module_names_follow_torchvision(depth, models):
 def test_output_shapes_and_strides(depth, size, models):
     model = models[depth]
     h, w = size
-    c3, c4, c5 = CHANNELS[depth]
-    assert model.out_channels == {'c3': c3, 'c4': c4, 'c5': c5}
+    assert model.out_channels == dict(zip(('c2', 'c3', 'c4', 'c5'), CHANNELS[depth]))
+    assert model.strides == {'c2': 4, 'c3': 8, 'c4': 16, 'c5': 32}
     with torch.no_grad():
         out = model(torch.randn(1, 3, h, w))
-    assert list(out) == ['c3', 'c4', 'c5']
+    assert list(out) == ['c2', 'c3', 'c4', 'c5']
     for key, stride in model.strides.items():
         assert out[key].dtype == torch.float32
         assert out[key].shape == (1, model.out_channels[key], -(-h // stride), -(-w // stride))
 
     fpn = FPN(model.out_channels, out_channels=64).eval()
     with torch.no_grad():
-        levels = fpn(out)
+        levels = fpn(out)           # c2 is there too: the FPN reads c3..c5
     assert fpn.strides == (8, 16, 32, 64, 128)
     assert [tuple(p.shape) for p in levels] == [
         (1, 64, -(-h // s), -(-w // s)) for s in fpn.strides]

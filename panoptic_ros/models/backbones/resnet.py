@@ -12,60 +12,19 @@ frozen, so :func:`build_resnet` replaces it by :class:`FrozenBatchNorm2d` by def
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.models.backbones.norm import FrozenBatchNorm2d, key_list, read_state_dict
 
 _DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     18: ('basic', (2, 2, 2, 2)),
     34: ('basic', (3, 4, 6, 3)),
     50: ('bottleneck', (3, 4, 6, 3)),
 }
-
-# How many key names an error message lists before it says how many more there are.
-_SHOWN_KEYS = 5
-
-
-class FrozenBatchNorm2d(nn.Module):
-    """Batch norm with fixed statistics and affine parameters, all stored as buffers.
-
-    Computes ``(x - running_mean) / sqrt(running_var + eps) * weight + bias`` per channel,
-    which is what ``nn.BatchNorm2d`` computes in eval mode, but nothing is trained or updated.
-    The buffer names match ``nn.BatchNorm2d`` so its state dict loads; the
-    ``num_batches_tracked`` entries of such a state dict are accepted and dropped.
-
-    Input and output: ``[N, C, H, W]`` float32.
-    """
-
-    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.num_features = num_features
-        self.eps = eps
-        self.register_buffer('weight', torch.ones(num_features))
-        self.register_buffer('bias', torch.zeros(num_features))
-        self.register_buffer('running_mean', torch.zeros(num_features))
-        self.register_buffer('running_var', torch.ones(num_features))
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
-                              local_metadata: dict[str, Any], strict: bool,
-                              missing_keys: list[str], unexpected_keys: list[str],
-                              error_msgs: list[str]) -> None:
-        state_dict.pop(prefix + 'num_batches_tracked', None)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalise ``x`` of shape ``[N, C, H, W]``; returns the same shape."""
-        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        shift = self.bias - self.running_mean * scale
-        return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
-
-    def extra_repr(self) -> str:
-        return f'{self.num_features}, eps={self.eps}'
-
 
 def _norm(channels: int, frozen: bool) -> nn.Module:
     return FrozenBatchNorm2d(channels) if frozen else nn.BatchNorm2d(channels)
@@ -140,9 +99,9 @@ class ResNet(nn.Module):
     """ResNet trunk without the classifier: stem, ``layer1``..``layer4``.
 
     ``forward`` takes ``[N, 3, H, W]`` float32 (normalised RGB) and returns
-    ``{'c3': [N, C3, H/8, W/8], 'c4': [N, C4, H/16, W/16], 'c5': [N, C5, H/32, W/32]}``
-    (sizes rounded up), the outputs of ``layer2``, ``layer3`` and ``layer4``; the channel counts
-    are in :attr:`out_channels` and the strides in :attr:`strides`.
+    ``{'c2': [N, C2, H/4, W/4], 'c3': [N, C3, H/8, W/8], 'c4': [N, C4, H/16, W/16],
+    'c5': [N, C5, H/32, W/32]}`` (sizes rounded up), the outputs of ``layer1`` .. ``layer4``;
+    the channel counts are in :attr:`out_channels` and the strides in :attr:`strides`.
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck],
@@ -163,8 +122,9 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*stage))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         e = block.expansion
-        self.out_channels: dict[str, int] = {'c3': 128 * e, 'c4': 256 * e, 'c5': 512 * e}
-        self.strides: dict[str, int] = {'c3': 8, 'c4': 16, 'c5': 32}
+        self.out_channels: dict[str, int] = {'c2': 64 * e, 'c3': 128 * e, 'c4': 256 * e,
+                                             'c5': 512 * e}
+        self.strides: dict[str, int] = {'c2': 4, 'c3': 8, 'c4': 16, 'c5': 32}
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -174,6 +134,15 @@ class ResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def freeze(self, stages: int) -> None:
+        """``requires_grad=False`` on the stem (``stages >= 1``) and on ``layer1`` ..
+        ``layer{stages - 1}`` (so ``stages`` = k freezes what ends at output ``c{k}``)."""
+        if stages >= 1:
+            self.conv1.requires_grad_(False)
+            self.bn1.requires_grad_(False)
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[:max(stages - 1, 0)]:
+            layer.requires_grad_(False)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
                               local_metadata: dict[str, Any], strict: bool,
@@ -186,40 +155,17 @@ class ResNet(nn.Module):
                                       unexpected_keys, error_msgs)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """Map ``[N, 3, H, W]`` float32 to ``{'c3', 'c4', 'c5'}`` at strides 8, 16 and 32."""
+        """Map ``[N, 3, H, W]`` float32 to ``{'c2', 'c3', 'c4', 'c5'}`` at strides 4 to 32."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        c3 = self.layer2(x)
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
-        return {'c3': c3, 'c4': c4, 'c5': c5}
-
-
-def _key_list(keys: list[str]) -> str:
-    shown = ', '.join(keys[:_SHOWN_KEYS])
-    more = len(keys) - _SHOWN_KEYS
-    return shown + (f' (and {more} more)' if more > 0 else '')
-
-
-def _read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """Read a tensor-only state dict, refusing anything that needs arbitrary unpickling."""
-    if not os.path.isfile(path):
-        raise PanopticError(f'backbone weights file {os.fspath(path)!r} does not exist '
-                            'or is not a file')
-    try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # torch.load raises many types for corrupt or unsafe files.
-        raise PanopticError(f'cannot read backbone weights file {os.fspath(path)!r} as a '
-                            f'tensor-only state dict (weights_only=True): {exc}') from exc
-    if not isinstance(obj, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
-        raise PanopticError(f'backbone weights file {os.fspath(path)!r} holds a '
-                            f'{type(obj).__name__}, expected a state dict of name -> tensor')
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in obj.items()}
+        return {'c2': c2, 'c3': c3, 'c4': c4, 'c5': c5}
 
 
 def _load_weights(model: ResNet, path: str | os.PathLike[str], depth: int) -> None:
-    state = {k: v for k, v in _read_state_dict(path).items() if not k.startswith('fc.')}
+    state = {k: v for k, v in read_state_dict(path, what='backbone weights').items() if not k.startswith('fc.')}
     own = model.state_dict()
     skip = 'num_batches_tracked'  # Present or absent depending on the norm layer; harmless.
     missing = [k for k in own if k not in state and not k.endswith(skip)]
@@ -229,12 +175,12 @@ def _load_weights(model: ResNet, path: str | os.PathLike[str], depth: int) -> No
     if missing or unexpected or wrong_shape:
         problems = []
         if missing:
-            problems.append(f'{len(missing)} missing keys: {_key_list(missing)}')
+            problems.append(f'{len(missing)} missing keys: {key_list(missing)}')
         if unexpected:
-            problems.append(f'{len(unexpected)} unexpected keys: {_key_list(unexpected)}')
+            problems.append(f'{len(unexpected)} unexpected keys: {key_list(unexpected)}')
         if wrong_shape:
             problems.append(f'{len(wrong_shape)} keys with a wrong shape (file != model): '
-                            f'{_key_list(wrong_shape)}')
+                            f'{key_list(wrong_shape)}')
         raise PanopticError(f'backbone weights file {os.fspath(path)!r} does not match '
                             f'ResNet-{depth}: ' + '; '.join(problems))
     model.load_state_dict(state, strict=False)
@@ -254,8 +200,8 @@ def build_resnet(depth: int, *, weights: str | os.PathLike[str] | None = None,
         freeze_stem: set ``requires_grad=False`` on ``conv1`` and ``bn1``.
 
     Returns:
-        The model; ``forward`` maps ``[N, 3, H, W]`` float32 to
-        ``{'c3': [N, C, H/8, W/8], 'c4': [N, C, H/16, W/16], 'c5': [N, C, H/32, W/32]}``.
+        The model; ``forward`` maps ``[N, 3, H, W]`` float32 to ``{'c2': [N, C, H/4, W/4],
+        'c3': [N, C, H/8, W/8], 'c4': [N, C, H/16, W/16], 'c5': [N, C, H/32, W/32]}``.
 
     Raises:
         PanopticError: unknown depth, or a weights file that is missing, unreadable, not a
@@ -268,6 +214,5 @@ def build_resnet(depth: int, *, weights: str | os.PathLike[str] | None = None,
     if weights is not None:
         _load_weights(model, weights, depth)
     if freeze_stem:
-        for p in (*model.conv1.parameters(), *model.bn1.parameters()):
-            p.requires_grad_(False)
+        model.freeze(1)
     return model
