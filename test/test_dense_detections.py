@@ -7,6 +7,7 @@ import torch
 from panoptic_ros.datasets.cityscapes import CityscapesDataset
 from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
 from panoptic_ros.labels import cityscapes
+from panoptic_ros.models.dense_detections.oracle import oracle_outputs
 from panoptic_ros.models.dense_detections.postprocess import DenseDetectionsPostprocess
 from panoptic_ros.models.dense_detections.targets import compute_targets
 from panoptic_ros.models.registry import available_models, build_model, register_model
@@ -23,7 +24,7 @@ IS_THING = torch.tensor(LABELS.is_thing)
 
 def small_model():
     return build_model('dense_detections', num_classes=19, thing_classes=LABELS.thing_ids,
-                       backbone_depth=18, fpn_channels=64, tower_convs=2)
+                       backbone='resnet18', fpn_channels=64, tower_convs=2)
 
 
 def test_registry():
@@ -81,45 +82,6 @@ def test_targets_on_a_real_sample(samples):
     assert torch.equal(t.levelness > 0, t.instance_quarter > 0)
 
 
-def _nearest_instance(instance):
-    """Every pixel labelled with its nearest instance (as smooth network outputs extend)."""
-    import cv2
-    inst = instance.numpy()
-    _, labels = cv2.distanceTransformWithLabels((inst == 0).astype(np.uint8), cv2.DIST_L2, 5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
-    ys, xs = np.nonzero(inst)
-    lut = np.zeros(labels.max() + 1, np.int64)
-    lut[labels[ys, xs]] = inst[ys, xs]
-    return torch.from_numpy(lut[labels])
-
-
-def _oracle_raw(t, instance, num_classes=19, extend=True):
-    """Perfect raw outputs made from the targets: offsets on every cell, to the box of the
-    nearest object (clamped at 0 like the network's ReLU; ``extend=False``: only on cells
-    inside objects, degenerate boxes elsewhere); classes, centerness and levelness only where
-    the targets have them."""
-    from panoptic_ros.models.dense_detections.targets import _offsets, _sample
-    big = 20.0
-    raw = {'box_reg': [], 'centerness': [], 'box_cls': []}
-    near = _nearest_instance(instance) if extend else instance.long()
-    for i, stride in enumerate(STRIDES):
-        fg = t.box_class[i] >= 0
-        inst = _sample(near, stride, *fg.shape)
-        raw['box_reg'].append(_offsets(inst, t.boxes, stride).clamp(min=0)[None])
-        raw['centerness'].append(torch.where(fg, big, -big)[None, None])
-        cls = torch.full((8,) + fg.shape, -big)
-        cls[t.box_class[i].clamp(min=0), torch.arange(fg.shape[0])[:, None],
-            torch.arange(fg.shape[1])[None]] = torch.where(fg, big, -big)
-        raw['box_cls'].append(cls[None])
-    raw['levelness'] = torch.nn.functional.one_hot(t.levelness, 6).permute(2, 0, 1)[None] * big
-    sem = t.semantic.clone()
-    valid = sem != 255
-    onehot = torch.nn.functional.one_hot(sem.clamp(max=num_classes - 1), num_classes).permute(
-        2, 0, 1).float() * big
-    raw['semantic'] = (onehot * valid)[None]
-    return raw
-
-
 def test_inference_from_oracle_outputs_recovers_the_ground_truth(samples):
     """Targets -> perfect raw outputs -> post-processing -> PQ against the ground truth."""
     post = DenseDetectionsPostprocess(min_stuff_area=64)
@@ -129,7 +91,8 @@ def test_inference_from_oracle_outputs_recovers_the_ground_truth(samples):
     for s in samples:
         sem, inst = torch.from_numpy(s.semantic.astype(np.int64)), torch.from_numpy(s.instance)
         t = compute_targets(sem, inst, THING_INDEX, STRIDES)
-        res = post(model.decode(_oracle_raw(t, inst)), THINGS, IS_THING, s.semantic.shape)[0]
+        raw = oracle_outputs(t, inst, STRIDES, num_things=8, num_classes=19)
+        res = post(model.decode(raw), THINGS, IS_THING, s.semantic.shape)[0]
         gt_ids = s.panoptic()
         gt = SegmentTable.build([g.id for g in s.segments], [g.class_id for g in s.segments],
                                 [g.iscrowd for g in s.segments])

@@ -12,7 +12,8 @@ from panoptic_ros.models.dense_detections.losses import (LossConfig, bootstrappe
                                                          sigmoid_focal_loss)
 from panoptic_ros.models.dense_detections.targets import (box_instance_map, compute_targets,
                                                           instance_boxes)
-from test_dense_detections import STRIDES, THING_INDEX, _oracle_raw, samples, small_model  # noqa
+from panoptic_ros.models.dense_detections.oracle import oracle_outputs
+from test_dense_detections import STRIDES, THING_INDEX, samples, small_model  # noqa
 
 torch.manual_seed(0)
 
@@ -94,7 +95,7 @@ def test_mask_loss_trains_the_box_regression():
     inst[30:90, 20:100], inst[40:110, 140:230] = 1, 2
     sem[inst > 0] = 13
     t = compute_targets(sem, inst, THING_INDEX, STRIDES)
-    raw = _oracle_raw(t, inst, extend=False)
+    raw = oracle_outputs(t, inst, STRIDES, num_things=8, num_classes=19, extend=False)
     raw['box_reg'] = [r.clone().requires_grad_() for r in raw['box_reg']]
     opt = torch.optim.Adam(raw['box_reg'], lr=1.0)
     first = None

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.models.postprocess import (box_iou, box_iou_map, construct_masks,
-                                             decode_boxes, dense_boxes, fuse_panoptic,
-                                             level_candidates, nms, paste_instances)
+from panoptic_ros.models.dense_detections.decode import dense_boxes, level_candidates
+from panoptic_ros.models.dense_detections.masks import box_iou_map, construct_masks
+from panoptic_ros.models.fusion import fuse_panoptic, paste_instances
+from panoptic_ros.models.geometry import box_iou, decode_boxes, nms
 
 
 def _random_boxes(rng, k, size=100.0):

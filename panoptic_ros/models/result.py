@@ -104,3 +104,82 @@ def upsample_nearest(labels: torch.Tensor, out_size: tuple[int, int]) -> torch.T
     rows = torch.from_numpy(nearest_sources(labels.shape[0], out_size[0])).to(labels.device)
     cols = torch.from_numpy(nearest_sources(labels.shape[1], out_size[1])).to(labels.device)
     return labels.index_select(0, rows).index_select(1, cols)
+
+
+def segment_index(semantic: torch.Tensor, instance: torch.Tensor, n_inst: int,
+                   void_id: int) -> torch.Tensor:
+    """0 void, ``1..n`` instances, ``n + 1 + c`` stuff of class ``c`` (``[H, W] int64``)."""
+    stuff = n_inst + 1 + semantic
+    index = torch.where(instance > 0, instance, stuff)
+    return torch.where(semantic == void_id, torch.zeros_like(index), index)
+
+
+def _axis_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, ...]:
+    """Per source pixel of a nearest-neighbour resize along one axis: how many output pixels
+    it becomes, the sum of their coordinates, and the first and last of them (``[n_in]``
+    float64, float64, int64, int64; first = ``n_out`` and last = -1 where it becomes none)."""
+    src = torch.from_numpy(nearest_sources(n_in, n_out)).to(device).long()
+    pos = torch.arange(n_out, device=device)
+    count = torch.bincount(src, minlength=n_in).double()
+    total = torch.bincount(src, weights=pos.double(), minlength=n_in)
+    first = torch.full((n_in,), n_out, device=device).scatter_reduce(0, src, pos, 'amin')
+    last = torch.full((n_in,), -1, device=device).scatter_reduce(0, src, pos, 'amax')
+    return count, total, first, last
+
+
+def build_result(semantic, instance, n_inst, num_classes, seg_score, is_thing, void_id,
+            label_divisor, out_size) -> PanopticResult:
+    """The result at ``out_size`` from label maps on a (usually coarser) grid.
+
+    Segment areas, boxes and centroids are those of the nearest-neighbour upsampled maps,
+    computed exactly on the grid: each grid pixel counts as the block of output pixels it
+    becomes.
+    """
+    device = semantic.device
+    index_map = segment_index(semantic, instance, n_inst, void_id)
+    index = index_map.flatten()
+    n_seg = n_inst + 1 + num_classes
+    rows, cols = (_axis_weights(n, m, device) for n, m in zip(semantic.shape, out_size))
+    weight = (rows[0][:, None] * cols[0][None, :]).flatten()
+    area = torch.bincount(index, weights=weight, minlength=n_seg).round().long()
+    sum_x = torch.bincount(index, weights=(rows[0][:, None] * cols[1][None, :]).flatten(),
+                           minlength=n_seg)
+    sum_y = torch.bincount(index, weights=(rows[1][:, None] * cols[0][None, :]).flatten(),
+                           minlength=n_seg)
+    shown = weight > 0                      # grid pixels that appear in the output
+    big = torch.full((n_seg,), max(out_size), dtype=torch.int64, device=device)
+    small = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
+    idx = index[shown]
+
+    def extreme(init, per_axis, outer, reduce):
+        per_px = per_axis[None, :].expand(semantic.shape) if outer else \
+            per_axis[:, None].expand(semantic.shape)
+        return init.scatter_reduce(0, idx, per_px.flatten()[shown], reduce)
+
+    x0, x1 = extreme(big, cols[2], True, 'amin'), extreme(small, cols[3], True, 'amax')
+    y0, y1 = extreme(big, rows[2], False, 'amin'), extreme(small, rows[3], False, 'amax')
+    present = area > 0
+    present[0] = False
+    seg = torch.nonzero(present).flatten()
+    seg_is_inst = (seg >= 1) & (seg <= n_inst)
+    # class of each segment: instances read it from the map, stuff from the index
+    cls_of_inst = torch.zeros(n_seg, dtype=torch.int64, device=device)
+    inst_px = instance.flatten() > 0
+    cls_of_inst.scatter_(0, index[inst_px], semantic.flatten()[inst_px].long())
+    classes = torch.where(seg_is_inst, cls_of_inst[seg], seg - n_inst - 1)
+    inst_ids = torch.where(seg_is_inst, seg, torch.zeros_like(seg))
+    semantic, instance = semantic.to(torch.int32), instance.to(torch.int32)
+    panoptic = torch.where(semantic == void_id, torch.full_like(semantic, -1),
+                           semantic * label_divisor + instance)
+    area_s = area[seg].clamp(min=1).double()
+    return PanopticResult(
+        grid_semantic=semantic, grid_instance=instance, grid_panoptic=panoptic,
+        size=tuple(out_size),
+        segment_ids=(classes * label_divisor + inst_ids).to(torch.int32),
+        segment_classes=classes, segment_instance_ids=inst_ids.to(torch.int32),
+        segment_is_thing=is_thing[classes], segment_scores=seg_score[seg].float(),
+        segment_areas=area[seg],
+        segment_boxes=torch.stack([x0[seg], y0[seg], x1[seg] - x0[seg] + 1,
+                                   y1[seg] - y0[seg] + 1], 1),
+        segment_centroids=torch.stack([sum_x[seg] / area_s, sum_y[seg] / area_s], 1).float(),
+        void_id=void_id, label_divisor=label_divisor)

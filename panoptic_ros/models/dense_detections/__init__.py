@@ -7,7 +7,8 @@ from panoptic_ros.models.registry import register_model
 
 
 @register_model('dense_detections', postprocess=DenseDetectionsPostprocess,
-                objective=DenseDetectionsObjective)
+                objective=DenseDetectionsObjective,
+                small={'backbone': 'resnet18', 'fpn_channels': 32, 'tower_convs': 1})
 def build_dense_detections(**kwargs) -> DenseDetections:
     """Registry builder; keyword arguments are those of :class:`DenseDetections`."""
     return DenseDetections(**kwargs)

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from panoptic_ros.models.dense_detections.targets import IGNORE, DenseTargets
-from panoptic_ros.models.postprocess import box_iou, box_iou_map, decode_boxes, dense_boxes, nms
+from panoptic_ros.models.dense_detections.decode import dense_boxes
+from panoptic_ros.models.dense_detections.masks import box_iou_map
+from panoptic_ros.models.geometry import box_iou, decode_boxes, nms
 
 
 def iou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

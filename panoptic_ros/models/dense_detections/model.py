@@ -13,13 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from panoptic_ros.models.backbones.resnet import build_resnet
+from panoptic_ros.models.backbones import build_backbone, get_backbone
 from panoptic_ros.models.necks.fpn import FPN
-from panoptic_ros.models.postprocess import dense_boxes, level_candidates
-
-# torchvision's ImageNet normalisation (the backbones' weights expect it), in 0-255 units.
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
+from panoptic_ros.models.dense_detections.decode import dense_boxes, level_candidates
 
 
 def _tower(channels: int, convs: int, groups: int) -> nn.Sequential:
@@ -90,42 +86,48 @@ class UnifiedPanopticHead(nn.Module):
 
 
 class DenseDetections(nn.Module):
-    """ResNet-FPN with the unified panoptic head; input normalisation inside the graph.
+    """Backbone-FPN with the unified panoptic head; the backbone's input normalisation inside
+    the graph.
 
     Args:
         num_classes: semantic classes.
         thing_classes: semantic class id of each box class (``[T]``), e.g. Cityscapes
             trainIds 11-18.
-        backbone_depth: 18, 34 or 50.
-        backbone_weights: torchvision-format ImageNet weights file, or None (from scratch).
+        backbone: a name from :mod:`panoptic_ros.models.backbones` (ResNet-50 in the paper).
+        backbone_weights: ImageNet weights file in the backbone's format, or None.
+        pretrained: start from ImageNet weights (``backbone_weights`` or those the backbone
+            ships with); False trains the backbone from scratch.
         fpn_channels: 256 in the paper.
         tower_convs: blocks per head tower (4 in the paper).
         frozen_bn: frozen batch norm in the backbone (the usual choice with ImageNet weights);
-            default: frozen with ``backbone_weights``, trainable from scratch.
+            default: frozen when pretrained, trainable from scratch.
+        frozen_stages: backbone stages not trained (see
+            :func:`~panoptic_ros.models.backbones.build_backbone`; default 1 when pretrained:
+            the stem, as the paper's detectron-style ResNet).
         candidate_threshold, pre_nms_topk: detection candidates kept by :meth:`decode`
             (section 4.1; FCOS settings).
     """
 
     output_names = ('dense_boxes', 'semantic_prob', 'cand_boxes', 'cand_scores', 'cand_classes')
 
-    def __init__(self, *, num_classes: int, thing_classes: Sequence[int], backbone_depth: int = 50,
-                 backbone_weights: str | None = None, fpn_channels: int = 256,
-                 tower_convs: int = 4, frozen_bn: bool | None = None,
+    def __init__(self, *, num_classes: int, thing_classes: Sequence[int],
+                 backbone: str = 'resnet50', backbone_weights: str | None = None,
+                 pretrained: bool = False, fpn_channels: int = 256, tower_convs: int = 4,
+                 frozen_bn: bool | None = None, frozen_stages: int | None = None,
                  candidate_threshold: float = 0.05, pre_nms_topk: int = 1000) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.register_buffer('thing_classes', torch.tensor(list(thing_classes), dtype=torch.long),
                              persistent=False)
-        self.register_buffer('pixel_mean', torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1),
+        spec = get_backbone(backbone)
+        self.register_buffer('pixel_mean', torch.tensor(spec.pixel_mean).view(1, 3, 1, 1),
                              persistent=False)
-        self.register_buffer('pixel_std', torch.tensor(PIXEL_STD).view(1, 3, 1, 1),
+        self.register_buffer('pixel_std', torch.tensor(spec.pixel_std).view(1, 3, 1, 1),
                              persistent=False)
         self.candidate_threshold = candidate_threshold
         self.pre_nms_topk = pre_nms_topk
-        pretrained = backbone_weights is not None
-        self.backbone = build_resnet(backbone_depth, weights=backbone_weights,
-                                     frozen_bn=pretrained if frozen_bn is None else frozen_bn,
-                                     freeze_stem=pretrained)
+        self.backbone = build_backbone(backbone, weights=backbone_weights, pretrained=pretrained,
+                                       frozen_bn=frozen_bn, frozen_stages=frozen_stages)
         self.fpn = FPN(self.backbone.out_channels, fpn_channels)
         self.strides = tuple(self.fpn.strides)
         self.head = UnifiedPanopticHead(channels=fpn_channels, num_things=len(thing_classes),

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
-from panoptic_ros.models.postprocess import construct_masks, fuse_panoptic, nms
+from panoptic_ros.models.dense_detections.masks import construct_masks
+from panoptic_ros.models.fusion import fuse_panoptic
+from panoptic_ros.models.geometry import nms
 from panoptic_ros.models.result import PanopticResult
 
 

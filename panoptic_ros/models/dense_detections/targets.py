@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from panoptic_ros.models.postprocess import index_boxes
+from panoptic_ros.models.geometry import index_boxes
 
 # FCOS size ranges m_i for strides 8..128 (the paper's "heuristic maximum object size").
 SIZE_RANGES = (0, 64, 128, 256, 512, float('inf'))
