@@ -36,13 +36,16 @@ class InferGraph(torch.nn.Module):
 
 def export_onnx(model: torch.nn.Module, path: str | Path, *, height: int, width: int,
                 batch: int = 1, card: dict | None = None, opset: int = OPSET):
-    """Write ``model`` as ONNX to ``path`` (atomically) and check it; returns the ONNX model."""
+    """Write ``model`` as ONNX to ``path`` (atomically) and check it; returns the ONNX model.
+    ``model`` is moved to the CPU and left in eval mode."""
     import onnx
 
     if height % 128 or width % 128:
         raise PanopticError(f'export size {height}x{width}: height and width must be multiples '
                             f'of 128 (the coarsest FPN stride)')
-    graph = InferGraph(model.cpu().eval())
+    # the wrapper in eval mode: torch.onnx.export restores the wrapper's mode afterwards, and a
+    # wrapper left in training mode would switch the caller's model to training mode
+    graph = InferGraph(model.cpu()).eval()
     x = torch.zeros(batch, 3, height, width)
     buf = io.BytesIO()
     with torch.no_grad():

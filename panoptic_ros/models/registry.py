@@ -11,7 +11,9 @@ registers three things:
 - ``postprocess(**params)``: a callable ``(outputs, thing_classes, is_thing, out_size) ->
   list[PanopticResult]`` of pure torch functions, shared by every engine;
 - ``objective(num_classes=, thing_classes=, **params)``: training targets (``targets(semantic,
-  instance)``) and losses (``__call__(raw, targets) -> dict`` with a ``total``).
+  instance)``) and losses (``__call__(raw, targets) -> dict`` with a ``total``);
+- ``small``: builder keyword arguments of a small instance (a few hundred thousand
+  parameters), what the registry-parametrised tests build and train for every architecture.
 """
 
 from __future__ import annotations
@@ -32,16 +34,18 @@ class Architecture:
     build: Callable
     postprocess: Callable
     objective: Callable
+    small: dict
 
 
-def register_model(name: str, *, postprocess: Callable,
-                   objective: Callable) -> Callable[[Callable], Callable]:
+def register_model(name: str, *, postprocess: Callable, objective: Callable,
+                   small: dict | None = None) -> Callable[[Callable], Callable]:
     """Decorator registering a builder under ``name``; a duplicate name raises."""
     def wrap(builder: Callable) -> Callable:
         if name in _ARCHITECTURES:
             raise PanopticError(f'model {name!r} is already registered '
                                 f'(by {_ARCHITECTURES[name].build.__module__})')
-        _ARCHITECTURES[name] = Architecture(name, builder, postprocess, objective)
+        _ARCHITECTURES[name] = Architecture(name, builder, postprocess, objective,
+                                            dict(small or {}))
         return builder
     return wrap
 
