@@ -16,7 +16,8 @@ from launch_ros.actions import LifecycleNode
 
 # launch argument -> node parameter; empty values keep the parameters file's
 PARAMETER_ARGUMENTS = {
-    'model': 'Bundled model name (file stem in share/panoptic_ros/models); empty: default.',
+    'model': 'Architecture (its bundled model) or a file stem in share/panoptic_ros/models; '
+             'empty: the bundled dense_detections model.',
     'weights': 'Path of a .safetensors weights file with a model card; overrides model.',
     'engine': 'Inference engine: torch, onnxruntime or tensorrt.',
     'device': 'auto, cpu, cuda or cuda:N.',

@@ -15,6 +15,20 @@ def _stats(values: list[float]) -> dict:
             'mean_ms': float(a.mean()), 'min_ms': float(a.min())}
 
 
+def time_stages(predictor, image: np.ndarray, warmup: int, iters: int) -> dict:
+    """Per-stage statistics (``preprocess``, ``inference``, ``postprocess``, ``total``) of
+    ``predictor`` on ``image`` over ``iters`` runs after ``warmup``."""
+    stages = ('preprocess', 'inference', 'postprocess')
+    times: dict[str, list[float]] = {k: [] for k in (*stages, 'total')}
+    for i in range(warmup + iters):
+        r = predictor([image])[0]
+        if i >= warmup:
+            for k in stages:
+                times[k].append(r.timings_ms[k])
+            times['total'].append(sum(r.timings_ms[k] for k in stages))
+    return {k: _stats(v) for k, v in times.items()}
+
+
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -22,14 +36,14 @@ def run_bench(args: argparse.Namespace) -> int:
     from panoptic_ros.fileio import atomic_write_json
     from panoptic_ros.inference import Predictor
     from panoptic_ros.synth.scene import SceneRenderer
-    from panoptic_ros.weights import resolve_weights
+    from panoptic_ros.weights import resolve_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.config:
         weights = _untrained_weights(args.config)
     else:
-        weights = resolve_weights(args.weights)
+        weights = resolve_model(args.model, args.weights)
     size = (args.height, args.width) if args.height and args.width else None
     engine, spec, card = create_engine(args.engine, weights, device=args.device,
                                        precision=args.precision, size=size)
@@ -37,16 +51,7 @@ def run_bench(args: argparse.Namespace) -> int:
     h, w = engine.input_size
     cam_h, cam_w = args.image_height or h, args.image_width or w
     image = SceneRenderer(cam_h, cam_w).render(np.random.default_rng(0))[0]
-    times: dict[str, list[float]] = {'preprocess': [], 'inference': [], 'postprocess': [],
-                                     'total': []}
-    for i in range(args.warmup + args.iters):
-        r = predictor([image])[0]
-        if i >= args.warmup:
-            for k in ('preprocess', 'inference', 'postprocess'):
-                times[k].append(r.timings_ms[k])
-            times['total'].append(sum(r.timings_ms[k] for k in
-                                      ('preprocess', 'inference', 'postprocess')))
-    stats = {k: _stats(v) for k, v in times.items()}
+    stats = time_stages(predictor, image, args.warmup, args.iters)
     device = (torch.cuda.get_device_name(engine.device) if engine.device.type == 'cuda' else
               f'CPU ({os.cpu_count()} cores, {platform.machine()}, '
               f'{torch.get_num_threads()} torch threads)')

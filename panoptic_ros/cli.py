@@ -23,6 +23,14 @@ def _deferred(module: str, function: str) -> Callable[[argparse.Namespace], int]
     return handler
 
 
+def _add_model(p: argparse.ArgumentParser, weights_help: str = 'weights file') -> None:
+    """``--model NAME`` or ``--weights FILE`` (the bundled default model without either)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument('--model', help='an architecture (its bundled model) or the stem of a '
+                   'bundled weights file (default: the bundled dense_detections model)')
+    g.add_argument('--weights', help=f'{weights_help} (overrides --model)')
+
+
 def _cmd_pq(args: argparse.Namespace) -> int:
     from panoptic_ros.evaluation.pq import format_pq_table
     from panoptic_ros.evaluation.pq_files import evaluate_files
@@ -52,7 +60,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from panoptic_ros.demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), args.model)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -118,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('eval', help='PQ/SQ/RQ and mIoU of a model on a dataset',
                        description='Run a model over a dataset split and report PQ/SQ/RQ (All, '
                        'Things, Stuff, per class) and mIoU with the project\'s evaluator.')
-    p.add_argument('--weights', help='weights file (default: the bundled model)')
+    _add_model(p)
     p.add_argument('--data', required=True, help='dataset root (Cityscapes layout, or COCO '
                    'with --format coco)')
     p.add_argument('--split', default='val')
@@ -138,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description='ONNX (static input shape, normalisation and decoding inside, '
                        'checked with the ONNX checker and against ONNX Runtime) or a TensorRT '
                        'engine built from it with the TensorRT Python API.')
-    p.add_argument('--weights', help='weights file (default: the bundled model)')
+    _add_model(p)
     p.add_argument('--format', default='onnx', choices=['onnx', 'tensorrt'])
     p.add_argument('--height', type=int, help='input height (default: the model card\'s)')
     p.add_argument('--width', type=int, help='input width (default: the model card\'s)')
@@ -153,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('bench', help='per-stage latency of a model on an engine',
                        description='Latency of preprocess, inference and post-processing on a '
                        'synthetic camera image, after warm-up: median and p95.')
-    p.add_argument('--weights', help='weights file (default: the bundled model)')
+    _add_model(p)
     p.add_argument('--config', help='time the recipe\'s model with untrained weights instead')
     p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
     p.add_argument('--device', default='cpu')
@@ -221,8 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                    'input rate with under 5%% dropped frames')
     p.add_argument('--peak-frames', type=int, default=30, help='frames per peak-search trial')
     p.add_argument('--peak-steps', type=int, default=3, help='bisection steps of the search')
-    p.add_argument('--weights', help='model (default: the bundled one); with --connect, the '
-                   'weights the running node uses')
+    _add_model(p, 'weights file; with --connect, the weights the running node uses')
     p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
     p.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N (the node also takes '
                    'auto)')
@@ -238,7 +245,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_deferred('panoptic_ros.bag.run', 'run_bag_eval'))
 
+    p = sub.add_parser('zoo', help='the table of bundled models: PQ and latency side by side',
+                       description='Evaluate every bundled model on one held-out dataset and '
+                       'time it on the torch and onnxruntime engines; write the Markdown table '
+                       'between the zoo markers of --out (docs/models.md).')
+    p.add_argument('--data', required=True, help='held-out dataset (Cityscapes layout)')
+    p.add_argument('--split', default='val')
+    p.add_argument('--num', type=int, default=200, help='images to evaluate (default 200)')
+    p.add_argument('--image-size', type=int, nargs=2, default=[512, 1024], metavar=('H', 'W'),
+                   help='camera image for the latency figures (default 512 1024)')
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--iters', type=int, default=10)
+    p.add_argument('--out', help='Markdown page to update (e.g. docs/models.md)')
+    p.add_argument('--json', help='also write the figures as JSON here')
+    p.set_defaults(func=_deferred('panoptic_ros.zoo', 'run_zoo'))
+
     p = sub.add_parser('demo', help='run the main job on the bundled sample data')
+    p.add_argument('--model', help='an architecture (its bundled model) or a bundled file stem '
+                   '(default: the bundled dense_detections model)')
     p.add_argument('--out', default='demo_output', help='output folder')
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -22,7 +22,8 @@ from panoptic_ros.errors import PanopticError
 from panoptic_ros.fileio import atomic_write_bytes
 
 CARD_KEY = 'panoptic_ros.card'
-DEFAULT_MODEL = 'dense_detections_r18_synth_256x512.safetensors'
+# The architecture whose bundled model runs when no model is named.
+DEFAULT_ARCHITECTURE = 'dense_detections'
 
 
 def save_weights(path: str | Path, model: torch.nn.Module, spec: ModelSpec, card: dict,
@@ -69,7 +70,7 @@ def load_model(path: str | Path, device: str | torch.device = 'cpu'
 
     card = read_card(path)
     spec = card['spec']
-    model = spec.build()
+    model = spec.build(initial_weights=False)
     try:
         state = load_file(str(path))
     except Exception as exc:
@@ -100,11 +101,48 @@ def models_dir() -> Path:
         return here
 
 
-def resolve_weights(path: str | os.PathLike | None) -> Path:
-    """``path``, or the bundled default model when None."""
-    if path is not None:
-        return Path(path)
-    default = models_dir() / DEFAULT_MODEL
-    if not default.is_file():
-        raise PanopticError(f'the bundled default model {default} is missing; pass --weights')
-    return default
+def bundled_models() -> dict[str, Path]:
+    """Architecture name -> its bundled weights file: ``models/<architecture>_*.safetensors``
+    whose card names that architecture (one per registered architecture at most)."""
+    from panoptic_ros.models.registry import available_models
+
+    found: dict[str, Path] = {}
+    for arch in available_models():
+        files = sorted(models_dir().glob(f'{arch}_*.safetensors'))
+        if len(files) > 1:
+            raise PanopticError(f'several bundled models for {arch!r} in {models_dir()}: '
+                                f'{[f.name for f in files]}; keep one')
+        if files:
+            found[arch] = files[0]
+    return found
+
+
+def resolve_model(model: str | None = None, weights: str | os.PathLike | None = None) -> Path:
+    """The weights file a user means.
+
+    Args:
+        model: an architecture name (its bundled model), or the stem of a file in the bundled
+            models folder; None: the bundled model of :data:`DEFAULT_ARCHITECTURE`.
+        weights: a weights file path; it wins over ``model``.
+
+    Raises:
+        PanopticError: an unknown name, listing the architectures with a bundled model and
+            the files there are.
+    """
+    if weights:
+        return Path(weights)
+    name = model or DEFAULT_ARCHITECTURE
+    stem = models_dir() / f'{name}.safetensors'
+    if stem.is_file():
+        return stem
+    bundled = bundled_models()
+    if name in bundled:
+        return bundled[name]
+    from panoptic_ros.models.registry import available_models
+
+    if name in available_models():
+        raise PanopticError(f'architecture {name!r} has no bundled model in {models_dir()}; '
+                            'pass a weights file (--weights, or the weights parameter)')
+    files = sorted(p.stem for p in models_dir().glob('*.safetensors'))
+    raise PanopticError(f'unknown model {name!r}: expected an architecture with a bundled '
+                        f'model ({sorted(bundled)}) or a bundled file stem ({files})')

@@ -1,4 +1,8 @@
-"""ONNX export, the engines behind one interface, TensorRT's parts that run here, eval CLI."""
+"""ONNX export, the engines behind one interface, TensorRT's parts that run here, eval CLI.
+
+The export, parity and card tests run for every bundled model (``bundled_models()``: one per
+architecture that ships one), through ``--model NAME`` as a user would.
+"""
 
 import json
 from pathlib import Path
@@ -15,9 +19,10 @@ from panoptic_ros.export.tensorrt import engine_key
 from panoptic_ros.inference import Predictor
 from panoptic_ros.datasets.cityscapes import CityscapesDataset
 from panoptic_ros.synth.writer import write_dataset
-from panoptic_ros.weights import load_model, resolve_weights
+from panoptic_ros.weights import bundled_models, load_model, resolve_model
 
-DEFAULT = resolve_weights(None)
+DEFAULT = resolve_model()
+BUNDLED = sorted(bundled_models())
 
 
 def _tensorrt_available() -> bool:
@@ -28,31 +33,39 @@ def _tensorrt_available() -> bool:
     return torch.cuda.is_available()
 
 
+@pytest.fixture(scope='module', params=BUNDLED)
+def bundled(request):
+    """Name and weights file of a bundled model."""
+    return request.param, resolve_model(request.param)
+
+
 @pytest.fixture(scope='module')
 def val_data(tmp_path_factory):
-    """Synthetic val images at the default model's size, from a seed training never used."""
+    """Synthetic val images at 512x1024 (the bundled models' evaluation size), from a seed no
+    training run used."""
     root = tmp_path_factory.mktemp('val')
-    h, w = load_model(DEFAULT)[1].input_size
-    write_dataset(root, 'val', num=6, height=h, width=w, seed=11, workers=1, progress=False)
+    write_dataset(root, 'val', num=4, height=512, width=1024, seed=2031, workers=1,
+                  progress=False)
     return root
 
 
 @pytest.fixture(scope='module')
-def onnx_file(tmp_path_factory):
-    model, spec, card = load_model(DEFAULT)
-    path = tmp_path_factory.mktemp('onnx') / 'model.onnx'
-    proto = export_onnx(model, path, height=spec.input_size[0], width=spec.input_size[1],
-                        card=card)
-    return path, proto
+def onnx_file(bundled, tmp_path_factory):
+    """``panoptic export --model NAME --format onnx`` (checker, ONNX Runtime, op list)."""
+    name, weights = bundled
+    path = tmp_path_factory.mktemp('onnx') / f'{name}.onnx'
+    assert cli.main(['export', '--model', name, '--format', 'onnx', '--out', str(path)]) == 0
+    import onnx
+    return path, onnx.load(str(path))
 
 
-def test_onnx_graph_is_static_and_uses_only_tensorrt_ops(onnx_file):
+def test_onnx_graph_is_static_and_uses_only_tensorrt_ops(bundled, onnx_file):
     path, proto = onnx_file
+    model, spec, _ = load_model(bundled[1])
     assert proto.opset_import[0].version >= 17
     dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 3, 256, 512]                        # static shape
-    assert [o.name for o in proto.graph.output] == [
-        'dense_boxes', 'semantic_prob', 'cand_boxes', 'cand_scores', 'cand_classes']
+    assert dims == [1, 3, *spec.input_size]                # static shape
+    assert [o.name for o in proto.graph.output] == list(model.output_names)
     unsupported = graph_ops(proto) - supported_tensorrt_ops()
     assert not unsupported, f'ops TensorRT cannot parse: {unsupported}'
     # TensorRT needs TopK's K as a constant: every K is an initializer or a Constant node
@@ -63,13 +76,13 @@ def test_onnx_graph_is_static_and_uses_only_tensorrt_ops(onnx_file):
     assert json.loads(meta['panoptic_ros.card'])['classes'][0] == 'road'
 
 
-def test_onnxruntime_matches_torch(onnx_file, val_data):
+def test_onnxruntime_matches_torch(bundled, onnx_file, val_data):
     """Raw engine outputs within 1e-4 (probabilities, scores) and identical panoptic maps."""
     from panoptic_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
-    model, spec, _ = load_model(DEFAULT)
+    model, spec, _ = load_model(bundled[1])
     ort_engine = OnnxRuntimeEngine(onnx_file[0])
-    torch_engine, _, _ = create_engine('torch', DEFAULT)
+    torch_engine, _, _ = create_engine('torch', bundled[1])
     ds = CityscapesDataset(val_data, 'val')
     p_torch, p_ort = Predictor(torch_engine, spec), Predictor(ort_engine, spec)
     for i in range(len(ds)):
@@ -102,16 +115,17 @@ def test_tensorrt_missing_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.skipif(not _tensorrt_available(),
                     reason='TensorRT libraries and a CUDA GPU are not available here (they '
                     'cannot be installed in this environment)')
-def test_tensorrt_engine_matches_torch(val_data, tmp_path):
-    trt_engine, spec, _ = create_engine('tensorrt', DEFAULT, device='cuda', cache_dir=tmp_path)
-    torch_engine, _, _ = create_engine('torch', DEFAULT, device='cuda')
+def test_tensorrt_engine_matches_torch(bundled, val_data, tmp_path):
+    trt_engine, spec, _ = create_engine('tensorrt', bundled[1], device='cuda',
+                                        cache_dir=tmp_path)
+    torch_engine, _, _ = create_engine('torch', bundled[1], device='cuda')
     image = CityscapesDataset(val_data, 'val')[0].image
     x = torch.from_numpy(image).permute(2, 0, 1)[None].cuda()
     a, b = torch_engine(x), trt_engine(x)
     assert torch.allclose(a['semantic_prob'], b['semantic_prob'], atol=1e-3)
     # a second build with the same key comes from the cache
     plan = sorted(tmp_path.glob('*.plan'))
-    create_engine('tensorrt', DEFAULT, device='cuda', cache_dir=tmp_path)
+    create_engine('tensorrt', bundled[1], device='cuda', cache_dir=tmp_path)
     assert sorted(tmp_path.glob('*.plan')) == plan
 
 
@@ -125,12 +139,12 @@ def test_engine_cache_key_covers_every_part():
     assert len(keys) == 6
 
 
-def test_eval_cli_agrees_with_panoptic_pq_on_its_predictions(val_data, tmp_path, capsys):
+def test_eval_cli_agrees_with_panoptic_pq_on_its_predictions(bundled, val_data, tmp_path):
     out, pred = tmp_path / 'results.json', tmp_path / 'pred'
-    assert cli.main(['eval', '--data', str(val_data), '--out', str(out), '--predictions',
-                     str(pred), '--quiet']) == 0
+    assert cli.main(['eval', '--model', bundled[0], '--data', str(val_data), '--out', str(out),
+                     '--predictions', str(pred), '--quiet']) == 0
     results = json.loads(out.read_text())
-    assert 0 <= results['miou'] <= 1 and results['meta']['images'] == 6
+    assert 0 <= results['miou'] <= 1 and results['meta']['images'] == 4
     assert set(results) >= {'All', 'Things', 'Stuff', 'per_class', 'miou'}
     gt = val_data / 'gtFine'
     assert cli.main(['pq', '--gt-json', str(gt / 'cityscapes_panoptic_val.json'),
@@ -141,7 +155,24 @@ def test_eval_cli_agrees_with_panoptic_pq_on_its_predictions(val_data, tmp_path,
     official_layout = json.loads((tmp_path / 'pq.json').read_text())
     for group in ('All', 'Things', 'Stuff'):
         assert official_layout[group]['pq'] == pytest.approx(results[group]['pq'], abs=1e-9)
-    assert results['All']['pq'] > 0.2                      # a trained model, not noise
+    assert results['All']['pq'] > 0.3                      # a trained model, not noise
+    assert results['Things']['pq'] > 0.2                   # and it finds objects
+
+
+def test_eval_on_onnxruntime_equals_torch(bundled, val_data, tmp_path, monkeypatch):
+    """``panoptic eval --engine onnxruntime`` exports into the user's cache and gives the
+    torch engine's numbers."""
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    results = {}
+    for engine in ('torch', 'onnxruntime'):
+        out = tmp_path / f'{engine}.json'
+        assert cli.main(['eval', '--model', bundled[0], '--engine', engine, '--data',
+                         str(val_data), '--num', '2', '--out', str(out), '--quiet']) == 0
+        results[engine] = json.loads(out.read_text())
+    assert list((tmp_path / 'cache' / 'panoptic_ros').glob('*.onnx'))
+    for group in ('All', 'Things', 'Stuff'):
+        assert results['onnxruntime'][group]['pq'] == pytest.approx(
+            results['torch'][group]['pq'], abs=1e-6)
 
 
 def test_commands_default_to_the_bundled_model_and_say_so_when_weights_are_bad(tmp_path,
@@ -150,19 +181,50 @@ def test_commands_default_to_the_bundled_model_and_say_so_when_weights_are_bad(t
     bad.write_text('not weights')
     assert cli.main(['bench', '--weights', str(bad)]) == 2
     assert 'not a safetensors file' in capsys.readouterr().err
-    assert DEFAULT.is_file() and DEFAULT.stat().st_size < 24 * 2 ** 20
+    assert DEFAULT.is_file()
+
+
+def test_model_names_resolve_to_bundled_files_and_unknown_names_are_listed(capsys):
+    for name in BUNDLED:
+        path = resolve_model(name)
+        assert path.is_file() and path.stat().st_size <= 20 * 2 ** 20, path   # 20 MB at most
+        assert load_model(path)[1].architecture == name
+        assert resolve_model(path.stem) == path            # a file stem works too
+    assert cli.main(['bench', '--model', 'no_such_model', '--iters', '1']) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'no_such_model'" in err and 'dense_detections' in err
 
 
 @pytest.mark.slow
-def test_default_model_reproduces_its_card_on_fresh_val_data(tmp_path):
+def test_bundled_model_reproduces_its_card_on_fresh_val_data(bundled, tmp_path):
     """The card's PQ (200 held-out images) within 2 points on 200 images of another seed."""
     from panoptic_ros.weights import read_card
 
-    card = read_card(DEFAULT)
-    h, w = card['spec'].input_size
-    write_dataset(tmp_path, 'val', num=200, height=h, width=w, seed=2026, workers=2,
+    card = read_card(bundled[1])
+    write_dataset(tmp_path, 'val', num=200, height=512, width=1024, seed=2026, workers=2,
                   progress=False)
     out = tmp_path / 'r.json'
-    assert cli.main(['eval', '--data', str(tmp_path), '--out', str(out), '--quiet']) == 0
+    assert cli.main(['eval', '--model', bundled[0], '--data', str(tmp_path), '--out', str(out),
+                     '--quiet']) == 0
     pq = json.loads(out.read_text())['All']['pq'] * 100
     assert abs(pq - card['metrics']['pq']) <= 2.0, (pq, card['metrics'])
+
+
+def test_zoo_table_lists_every_bundled_model_and_keeps_the_page(val_data, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    page = tmp_path / 'models.md'
+    page.write_text('# Models\n\nintro\n\n<!-- zoo:begin -->\nold table\n<!-- zoo:end -->\n\n'
+                    '## Ablations\n\nkept\n')
+    assert cli.main(['zoo', '--data', str(val_data), '--num', '2', '--iters', '1',
+                     '--warmup', '0', '--image-size', '256', '512', '--out', str(page),
+                     '--json', str(tmp_path / 'zoo.json')]) == 0
+    text = page.read_text()
+    assert text.startswith('# Models\n\nintro\n') and text.endswith('## Ablations\n\nkept\n')
+    assert 'old table' not in text
+    rows = json.loads((tmp_path / 'zoo.json').read_text())
+    assert sorted(r['model'] for r in rows) == BUNDLED
+    for r in rows:
+        assert f'| `{r["model"]}` |' in text
+        assert r['images'] == 2 and 0 <= r['pq']['All'] <= 100
+        assert all(r['latency_ms'][e]['inference'] > 0 for e in ('torch', 'onnxruntime'))

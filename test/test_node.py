@@ -11,6 +11,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from panoptic_ros_msgs.msg import LabelMap, PanopticSegmentArray
 from panoptic_ros.synth.scene import SceneRenderer
+from panoptic_ros.weights import bundled_models
 from ros_peer import (Peer, camera_image, new_domain, set_stamp, stamp_ns, start_node,
                       stop_node)
 
@@ -47,10 +48,11 @@ def _send_until_output(peer, pub, rgb, stamp, proc, timeout=60.0):
     raise AssertionError(f'no output for frame {stamp}')
 
 
-@pytest.fixture(scope='module')
-def running():
+@pytest.fixture(scope='module', params=sorted(bundled_models()))
+def running(request):
+    """The node started with ``-p model:=NAME`` for each architecture's bundled model."""
     domain = new_domain()
-    proc = start_node(domain, {'autostart': 'true'})
+    proc = start_node(domain, {'autostart': 'true', 'model': request.param})
     peer = Peer(domain)
     _listen(peer)
     pub = peer.node.create_publisher(Image, 'image', 2)
@@ -63,7 +65,7 @@ def running():
 
 def test_outputs_have_the_input_header_size_and_consistent_ids(running):
     peer, pub, proc = running
-    rgb = _scene(240, 416, seed=11)          # not the network's 256x512: outputs follow input
+    rgb = _scene(240, 416, seed=11)          # not the network's size: outputs follow input
     seg = _send_until_output(peer, pub, rgb, 1_700_000_000_123_456_789, proc)
     stamp = stamp_ns(seg.header)
     assert peer.wait_for(lambda: all(_by_stamp(peer, n, stamp) for n in IMAGES), 10.0, proc)
@@ -307,6 +309,18 @@ def test_lifecycle_transitions_and_bad_weights(tmp_path):
         assert _by_stamp(peer, 'segments', stamp + 2) is None      # inactive: no processing
         assert transition(Transition.TRANSITION_CLEANUP) and state() == 'unconfigured'
         assert set_param('engine', 'onnxruntime').successful       # unconfigured: accepted
+        # the ONNX Runtime engine exports the model on configure (into cache_dir) and runs it
+        assert set_param('cache_dir', str(tmp_path / 'onnx_cache')).successful
+        assert transition(Transition.TRANSITION_CONFIGURE) and state() == 'inactive'
+        assert list((tmp_path / 'onnx_cache').glob('*.onnx'))
+        assert transition(Transition.TRANSITION_ACTIVATE) and state() == 'active'
+        deadline = time.monotonic() + 60
+        while not _by_stamp(peer, 'segments', stamp + 3) and time.monotonic() < deadline:
+            send_jpeg(stamp + 3, jpg.tobytes())
+            peer.wait_for(lambda: _by_stamp(peer, 'segments', stamp + 3), 2.0, proc)
+        seg = _by_stamp(peer, 'segments', stamp + 3)
+        assert seg is not None and len(seg.segments) >= 2
+        assert diag_after(time.monotonic())['engine'].startswith('onnxruntime')
     finally:
         peer.close()
         log = stop_node(proc)

@@ -26,9 +26,9 @@ class OfflinePipeline:
                  precision: str = 'fp32', warmup: int = 2) -> None:
         from panoptic_ros.engines import create_engine
         from panoptic_ros.inference import Predictor
-        from panoptic_ros.weights import resolve_weights
+        from panoptic_ros.weights import resolve_model
 
-        self.weights = resolve_weights(weights)
+        self.weights = resolve_model(weights=weights)
         eng, spec, _ = create_engine(engine, self.weights, device=device, precision=precision)
         self.predictor = Predictor(eng, spec)
         blank = np.zeros((*eng.input_size, 3), np.uint8)

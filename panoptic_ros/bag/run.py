@@ -139,13 +139,13 @@ def run_bag_eval(args: argparse.Namespace) -> int:
     from panoptic_ros.bag.report import write_report
     from panoptic_ros.evaluation.pq import format_pq_table
     from panoptic_ros.evaluation.evaluate import categories
-    from panoptic_ros.weights import read_card, resolve_weights
+    from panoptic_ros.weights import read_card, resolve_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     source = BagSource(args.bag, args.image_topic,
                        '' if args.no_gt else args.gt_topic)
-    weights = resolve_weights(args.weights)
+    weights = resolve_model(args.model, args.weights)
     labels = read_card(weights)['spec'].label_set()
     metrics = ReplayMetrics(labels, source.label_divisor)
     recorder = OutputBag(out / 'output_bag')

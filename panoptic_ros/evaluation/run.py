@@ -16,9 +16,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from panoptic_ros.fileio import atomic_write_json
     from panoptic_ros.inference import Predictor
     from panoptic_ros.training.loop import open_dataset
-    from panoptic_ros.weights import resolve_weights
+    from panoptic_ros.weights import resolve_model
 
-    weights = resolve_weights(args.weights)
+    weights = resolve_model(args.model, args.weights)
     engine, spec, card = create_engine(args.engine, weights, device=args.device,
                                        precision=args.precision, batch=args.batch)
     labels = spec.label_set()

@@ -15,9 +15,9 @@ def run_export(args: argparse.Namespace) -> int:
     from panoptic_ros.export.artifacts import cached_onnx
     from panoptic_ros.export.onnx_export import (export_onnx, graph_ops,
                                                  supported_tensorrt_ops)
-    from panoptic_ros.weights import load_model, resolve_weights
+    from panoptic_ros.weights import load_model, resolve_model
 
-    weights = resolve_weights(args.weights)
+    weights = resolve_model(args.model, args.weights)
     model, spec, card = load_model(weights)
     h, w = args.height or spec.input_size[0], args.width or spec.input_size[1]
     out = Path(args.out)

@@ -166,16 +166,9 @@ class PanopticNode(Node):
 
         from panoptic_ros.engines import create_engine
         from panoptic_ros.inference import Predictor
-        from panoptic_ros.weights import models_dir, resolve_weights
+        from panoptic_ros.weights import resolve_model
 
-        weights, model = self._p('weights'), self._p('model')
-        if not weights and model:
-            path = models_dir() / f'{model}.safetensors'
-            if not path.is_file():
-                known = sorted(p.stem for p in models_dir().glob('*.safetensors'))
-                raise PanopticError(f"model {model!r}: no {path}; bundled models: {known}")
-            weights = str(path)
-        weights = resolve_weights(weights or None)
+        weights = resolve_model(self._p('model') or None, self._p('weights') or None)
         device = self._p('device')
         if device == 'auto':
             device = 'cuda' if torch.cuda.is_available() else 'cpu'

@@ -28,8 +28,9 @@ class Param:
 
 PARAMS = (
     # model and engine
-    Param('model', '', 'Bundled model name (a file stem in share/panoptic_ros/models); empty: '
-          'the default model. Ignored when weights is set.', 'configure'),
+    Param('model', '', 'An architecture (dense_detections, ...: its bundled model) or the stem '
+          'of a file in share/panoptic_ros/models; empty: the bundled dense_detections model. '
+          'Ignored when weights is set.', 'configure'),
     Param('weights', '', 'Path of a .safetensors weights file with its model card; empty: use '
           'model.', 'configure'),
     Param('engine', 'torch', 'Inference engine.', 'configure',
@@ -61,9 +62,10 @@ PARAMS = (
     Param('outputs', list(OUTPUTS), f'Outputs to publish, any of {", ".join(OUTPUTS)}. Label '
           'images and the overlay are only made while someone subscribes to them.',
           'configure'),
-    Param('overlay_alpha', 0.5, 'Weight of the label colours over the camera image.',
-          range=(0.0, 1.0)),
-    Param('overlay_boundaries', True, 'Outline instances in the overlay.'),
+    Param('overlay_alpha', 0.6, "Weight of the label colours over the camera image's "
+          'brightness in the overlay (void keeps the camera image).', range=(0.0, 1.0)),
+    Param('overlay_boundaries', True, 'Outline instances in the overlay (white or black, '
+          'thickness scaled with the image).'),
     Param('overlay_labels', False, 'Write class names on instances in the overlay.'),
     # input
     Param('input_transport', 'raw', "'raw': sensor_msgs/Image on 'image'; 'compressed': "
