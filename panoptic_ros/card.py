@@ -28,6 +28,24 @@ def _metrics(results: dict, labels) -> dict:
     }
 
 
+def _curve(training: dict) -> list[str]:
+    """The learning curve: validation PQ during training (the run's own val split)."""
+    history = training.get('history') or []
+    if not history:
+        return []
+    per_step = training.get('train_seconds', 0) / max(training.get('steps') or 1, 1)
+    lines = ['## Learning curve', '',
+             f'Validation during training on {training.get("val_images", "?")} images of the '
+             "recipe's val split (not the held-out images of the metrics below); minutes of "
+             'training time (validation excluded):', '',
+             '| step | min | PQ | PQ things | PQ stuff | mIoU |', '|---:|---:|---:|---:|---:|---:|']
+    lines += [f'| {h["step"]} | {h.get("seconds", h["step"] * per_step) / 60:.0f} | '
+              f'{100 * h["pq"]:.1f} | '
+              f'{100 * h["pq_things"]:.1f} | {100 * h["pq_stuff"]:.1f} | {100 * h["miou"]:.1f} |'
+              for h in history]
+    return lines + ['']
+
+
 def _markdown(path: Path, card: dict, sha256: str) -> str:
     spec = card['spec']
     m, tr = card.get('metrics', {}), card.get('training', {})
@@ -44,8 +62,11 @@ def _markdown(path: Path, card: dict, sha256: str) -> str:
         f'{card.get("dtype")}, sha256 `{sha256}`',
         f'- Recipe: `{card.get("recipe_file", "")}`',
         f'- Training: {tr.get("steps")} steps in {tr.get("train_seconds", 0) / 60:.0f} min on '
-        f'{tr.get("hardware")} (torch {tr.get("torch")})',
+        f'{tr.get("hardware")} (torch {tr.get("torch")}), '
+        f'{tr.get("train_seconds", 0) / max(tr.get("steps") or 1, 1):.2f} s per step of '
+        f'{card.get("recipe", {}).get("train", {}).get("batch_size", "?")} images',
         '',
+        *_curve(tr),
         '## Metrics',
         '',
         f'{ev.get("images")} images of `{ev.get("data")}` (split `{ev.get("split")}`), engine '

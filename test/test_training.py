@@ -12,6 +12,7 @@ from panoptic_ros.errors import PanopticError
 from panoptic_ros.synth.writer import write_dataset
 from panoptic_ros.training import loop
 from panoptic_ros.training.checkpoint import load_checkpoint
+from panoptic_ros.models.backbones import get_backbone
 from panoptic_ros.weights import load_model, read_card, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ RECIPES = sorted((REPO / 'config' / 'models').glob('*.yaml'))
 TINY = {
     'model': {'architecture': 'dense_detections', 'labels': 'cityscapes',
               'input_size': [128, 256],
-              'params': {'backbone_depth': 18, 'fpn_channels': 32, 'tower_convs': 1},
+              'params': {'backbone': 'resnet18', 'fpn_channels': 32, 'tower_convs': 1},
               'postprocess': {'min_stuff_area': 32}},
     'train': {'steps': 8, 'batch_size': 2, 'optimizer': 'adamw', 'lr': 0.002,
               'warmup_steps': 0, 'crop': [128, 256], 'scale': [1.0, 1.0], 'workers': 0,
@@ -51,7 +52,7 @@ def test_every_recipe_loads_and_names_its_model(path):
     recipe = load_recipe(path)
     arch, backbone, dataset, size = path.stem.rsplit('_', 3)
     assert recipe.model.architecture == arch
-    assert f'r{recipe.model.params["backbone_depth"]}' == backbone
+    assert get_backbone(recipe.model.params['backbone']).short == backbone
     assert size == 'x'.join(map(str, recipe.model.input_size))
     kw = recipe.model.model_kwargs()
     assert kw['num_classes'] == recipe.model.label_set().num_classes
@@ -195,7 +196,7 @@ def test_torchrun_two_processes_train_one_model(tiny_data, tmp_path):
     import sys
 
     recipe = _recipe(tmp_path, steps=2, checkpoint_every=2)
-    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'}
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}           # the installed package
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node',
          '2', '-m', 'panoptic_ros.cli', 'train', '--config', recipe.path, '--data',

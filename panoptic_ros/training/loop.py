@@ -167,10 +167,11 @@ def train(recipe: Recipe, data_root: str | Path, out: str | Path, *, resume: boo
 
     def run_validation(step: int) -> None:
         res = validate(model, recipe, val_set, tr.val_images)
-        history.append({'step': step, 'pq': res['All']['pq'], 'pq_things': res['Things']['pq'],
+        history.append({'step': step, 'seconds': round(seconds, 1), 'pq': res['All']['pq'],
+                        'pq_things': res['Things']['pq'],
                         'pq_stuff': res['Stuff']['pq'], 'miou': res['miou']})
         for k, v in history[-1].items():
-            if k != 'step':
+            if k not in ('step', 'seconds'):
                 writer.add_scalar(f'val/{k}', 100 * v, step)
         bar.write(f'step {step}: val PQ {100 * res["All"]["pq"]:.1f} (things '
                   f'{100 * res["Things"]["pq"]:.1f}, stuff {100 * res["Stuff"]["pq"]:.1f}), '
@@ -223,7 +224,7 @@ def train(recipe: Recipe, data_root: str | Path, out: str | Path, *, resume: boo
                    'history': history}
         card = {'recipe': recipe.to_dict(), 'recipe_file': recipe.path,
                 'training': {k: summary[k] for k in ('steps', 'train_seconds', 'hardware',
-                                                     'torch')}}
+                                                     'torch', 'val_images', 'history')}}
         save_weights(out / 'model.safetensors', model, recipe.model, card)
         atomic_write_json(out / 'summary.json', summary)
         writer.close()
