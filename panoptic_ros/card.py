@@ -2,7 +2,9 @@
 
 - ``--out F [--fp16]``: copy the weights (optionally as float16) with their card;
 - ``--eval results.json``: put the metrics ``panoptic eval --out`` measured into the card
-  and write the human-readable card ``<weights>.md`` next to the file, with its sha256.
+  and write the human-readable card ``<weights>.md`` next to the file, with its sha256;
+- ``--postprocess name=value ...``: set post-processing parameters (e.g. thresholds tuned on a
+  validation split) in the card's spec, which every engine and the node then use.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def _markdown(path: Path, card: dict, sha256: str) -> str:
         f'- File: `{path.name}`, {path.stat().st_size / 2 ** 20:.1f} MiB, weights in '
         f'{card.get("dtype")}, sha256 `{sha256}`',
         f'- Recipe: `{card.get("recipe_file", "")}`',
+        f'- Post-processing: `{json.dumps(spec.postprocess)}`'
+        + (f' (set after training with `panoptic card --postprocess`: '
+           f'`{json.dumps(card["postprocess_set"])}`)' if card.get('postprocess_set') else ''),
         f'- Training: {tr.get("steps")} steps in {tr.get("train_seconds", 0) / 60:.0f} min on '
         f'{tr.get("hardware")} (torch {tr.get("torch")}), '
         f'{tr.get("train_seconds", 0) / max(tr.get("steps") or 1, 1):.2f} s per step of '
@@ -84,6 +89,17 @@ def _markdown(path: Path, card: dict, sha256: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def _assignment(text: str) -> tuple[str, object]:
+    """``name=value`` with a JSON value (``0.25``, ``true``) or else a string."""
+    name, sep, value = text.partition('=')
+    if not sep or not name:
+        raise PanopticError(f'--postprocess expects name=value, got {text!r}')
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def run_card(args: argparse.Namespace) -> int:
     from panoptic_ros.export.artifacts import file_sha256
     from panoptic_ros.fileio import atomic_write_text
@@ -97,6 +113,13 @@ def run_card(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in card.items() if k not in ('spec', 'model', 'classes', 'dtype')}
     if args.paper:
         extra['paper'] = args.paper
+    if args.postprocess:
+        import dataclasses
+
+        overrides = dict(_assignment(a) for a in args.postprocess)
+        spec = dataclasses.replace(spec, postprocess={**spec.postprocess, **overrides})
+        spec.postprocessor()               # unknown names or bad values fail here
+        extra['postprocess_set'] = {**extra.get('postprocess_set', {}), **overrides}
     if args.eval:
         from panoptic_ros.fileio import read_json
 

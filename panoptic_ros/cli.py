@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--fp16', action='store_true', help='store float16 tensors')
     p.add_argument('--eval', help='results JSON of panoptic eval on these weights')
     p.add_argument('--paper', help='paper reference for the card')
+    p.add_argument('--postprocess', nargs='+', metavar='NAME=VALUE', help='set '
+                   'post-processing parameters in the card (e.g. score_threshold=0.25)')
     p.set_defaults(func=_deferred('panoptic_ros.card', 'run_card'))
 
     p = sub.add_parser('bag', help='make rosbag2 bags from datasets; replay bags through the '

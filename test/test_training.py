@@ -13,6 +13,7 @@ from panoptic_ros.synth.writer import write_dataset
 from panoptic_ros.training import loop
 from panoptic_ros.training.checkpoint import load_checkpoint
 from panoptic_ros.models.backbones import get_backbone
+from panoptic_ros import cli
 from panoptic_ros.weights import load_model, read_card, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,6 +107,25 @@ def test_tiny_training_run_learns(tiny_data, tmp_path):
     assert final < 0.6 * initial, (initial, final)
     assert spec == recipe.model and card['training']['steps'] == 8
     assert card['classes'][0] == 'road'
+    # the card carries the learning curve (validation at the end here) and packages with
+    # thresholds set after training, which every later load uses
+    assert [h['step'] for h in card['training']['history']] == [8]
+    eval_json = tmp_path / 'eval.json'
+    assert cli.main(['eval', '--weights', str(tmp_path / 'run' / 'model.safetensors'),
+                     '--data', str(tiny_data), '--out', str(eval_json), '--quiet']) == 0
+    packed = tmp_path / 'packed.safetensors'
+    assert cli.main(['card', '--weights', str(tmp_path / 'run' / 'model.safetensors'),
+                     '--out', str(packed), '--fp16', '--postprocess', 'score_threshold=0.25']) == 0
+    assert cli.main(['card', '--weights', str(packed), '--eval', str(eval_json)]) == 2
+    assert read_card(packed)['spec'].postprocess['score_threshold'] == 0.25
+    assert cli.main(['card', '--weights', str(packed), '--postprocess', 'colour=red']) == 2
+    md_eval = tmp_path / 'eval_packed.json'
+    assert cli.main(['eval', '--weights', str(packed), '--data', str(tiny_data), '--out',
+                     str(md_eval), '--quiet']) == 0
+    assert cli.main(['card', '--weights', str(packed), '--eval', str(md_eval)]) == 0
+    md = packed.with_suffix('.md').read_text()
+    assert '## Learning curve' in md and '| 8 |' in md and 's per step of 2 images' in md
+    assert '"score_threshold": 0.25' in md
 
 
 def test_interrupted_run_resumes_exactly(tiny_data, tmp_path, monkeypatch):
