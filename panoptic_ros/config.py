@@ -119,6 +119,9 @@ class TrainSpec:
     ``steps`` iterations of ``batch_size`` images per process; learning rate warmed up
     linearly over ``warmup_steps`` then multiplied by ``lr_gamma`` at each of
     ``lr_milestones``; ``crop`` ``[H, W]`` after random scaling by ``scale``.
+    ``init_weights``: start from an earlier run's weights (its ``model.safetensors`` or a
+    ``checkpoints/last.pt``) instead of the model's own initialisation: the later stage of a
+    multi-stage schedule.
     """
 
     steps: int
@@ -141,6 +144,7 @@ class TrainSpec:
     val_every: int = 1000               # 0: only at the end
     val_images: int = 50
     objective: dict = field(default_factory=dict)   # architecture objective arguments
+    init_weights: str | None = None     # weights of an earlier stage to start from
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> 'TrainSpec':

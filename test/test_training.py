@@ -128,6 +128,27 @@ def test_tiny_training_run_learns(tiny_data, tmp_path):
     assert '"score_threshold": 0.25' in md
 
 
+def test_a_later_stage_starts_from_an_earlier_run(tiny_data, tmp_path):
+    """train.init_weights: stage 2 starts from stage 1's weights (with lr 0 it keeps its
+    parameters exactly); weights that do not fit the model are refused with what is wrong."""
+    first = _recipe(tmp_path)
+    loop.train(first, tiny_data, tmp_path / 'one', progress=False)
+    stage1 = tmp_path / 'one' / 'model.safetensors'
+    for source in (stage1, tmp_path / 'one' / 'checkpoints' / 'last.pt'):
+        second = _recipe(tmp_path, init_weights=str(source), lr=0.0, steps=2)
+        out = tmp_path / f'two_{source.suffix[1:]}'
+        loop.train(second, tiny_data, out, progress=False)
+        a = dict(load_model(stage1)[0].named_parameters())       # (batch-norm statistics
+        b = dict(load_model(out / 'model.safetensors')[0].named_parameters())  # still move)
+        assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+    other = {**TINY['model'], 'params': {**TINY['model']['params'], 'fpn_channels': 16}}
+    path = tmp_path / 'other.yaml'
+    path.write_text(yaml.safe_dump({**TINY, 'model': other, 'train': {
+        **TINY['train'], 'init_weights': str(stage1)}}))
+    with pytest.raises(PanopticError, match='does not fit this recipe.s model.*wrong shapes'):
+        loop.train(load_recipe(path), tiny_data, tmp_path / 'three', progress=False)
+
+
 def test_interrupted_run_resumes_exactly(tiny_data, tmp_path, monkeypatch):
     recipe = _recipe(tmp_path, checkpoint_every=100)     # only the interrupt writes one
     loop.train(recipe, tiny_data, tmp_path / 'straight', progress=False)

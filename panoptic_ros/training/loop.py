@@ -89,6 +89,30 @@ def validate(model: torch.nn.Module, recipe: Recipe, dataset, num: int) -> dict:
     return results
 
 
+def _initial_state(path: str, model: torch.nn.Module) -> dict:
+    """The tensors of an earlier stage (``train.init_weights``): a weights file written by
+    ``panoptic train``/``card`` or a training checkpoint; they must fit ``model`` exactly."""
+    if str(path).endswith('.safetensors'):
+        from safetensors.torch import load_file
+
+        from panoptic_ros.weights import read_card
+
+        read_card(path)                     # a clear error for a missing or foreign file
+        state = {k: v.float() if v.is_floating_point() else v
+                 for k, v in load_file(str(path)).items()}
+    else:
+        state = load_checkpoint(path)['model']
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise PanopticError(f'train.init_weights {path} does not fit this recipe\'s model: '
+                            f'missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes '
+                            f'{wrong[:5]}')
+    return state
+
+
 def train(recipe: Recipe, data_root: str | Path, out: str | Path, *, resume: bool = False,
           device: str | None = None, progress: bool = True) -> dict:
     """Train ``recipe`` on the dataset at ``data_root``; returns the summary."""
@@ -118,6 +142,8 @@ def train(recipe: Recipe, data_root: str | Path, out: str | Path, *, resume: boo
 
     torch.manual_seed(tr.seed)
     model = recipe.model.build().to(dev)
+    if tr.init_weights and state is None:
+        model.load_state_dict(_initial_state(tr.init_weights, model))
     objective = recipe.model.objective(**tr.objective)
     decay, no_decay = [], []
     for p in model.parameters():
