@@ -25,7 +25,8 @@ from typing import Callable
 from panoptic_ros.errors import PanopticError
 
 _ARCHITECTURES: dict[str, 'Architecture'] = {}
-_ARCHITECTURE_MODULES = ('panoptic_ros.models.dense_detections',)
+_ARCHITECTURE_MODULES = ('panoptic_ros.models.dense_detections',
+                         'panoptic_ros.models.contours')
 
 
 @dataclass(frozen=True)
