@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = ['--weights', str(REPO / 'models' / 'dense_detections_r18_synth_256x512.safetensors')]
+DEFAULT = ['--model', 'dense_detections']
 
 
 def _recipe(name: str) -> list[str]:
