@@ -141,7 +141,7 @@ def test_a_later_stage_starts_from_an_earlier_run(tiny_data, tmp_path):
         a = dict(load_model(stage1)[0].named_parameters())       # (batch-norm statistics
         b = dict(load_model(out / 'model.safetensors')[0].named_parameters())  # still move)
         assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
-    other = {**TINY['model'], 'params': {**TINY['model']['params'], 'fpn_channels': 16}}
+    other = {**TINY['model'], 'params': {**TINY['model']['params'], 'fpn_channels': 64}}
     path = tmp_path / 'other.yaml'
     path.write_text(yaml.safe_dump({**TINY, 'model': other, 'train': {
         **TINY['train'], 'init_weights': str(stage1)}}))
