@@ -41,8 +41,7 @@ def main() -> None:
     kwargs = spec.model_kwargs()
     model = spec.build(initial_weights=False).eval()
     thing_classes = torch.tensor(kwargs['thing_classes'])
-    thing_index = torch.full((labels.num_classes,), -1, dtype=torch.long)
-    thing_index[thing_classes] = torch.arange(len(thing_classes))
+    thing_index = spec.objective().thing_index      # box class of each semantic class
     is_thing = torch.tensor(labels.is_thing)
     ds = CityscapesDataset(args.data, args.split)
     results = {}

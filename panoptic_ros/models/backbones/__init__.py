@@ -97,7 +97,7 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
 
 def _lite0(*, weights, pretrained, frozen_bn):
     return efficientnet_lite.build_efficientnet_lite0(weights=weights, pretrained=pretrained,
-                                                      frozen_bn=frozen_bn, frozen_stages=0)
+                                                      frozen_bn=frozen_bn)
 
 
 _STRIDES = {'c2': 4, 'c3': 8, 'c4': 16, 'c5': 32}

