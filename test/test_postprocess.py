@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from panoptic_ros.models.dense_detections.decode import dense_boxes, level_candidates
-from panoptic_ros.models.dense_detections.masks import box_iou_map, construct_masks
+from panoptic_ros.models.dense_detections.masks import box_iou_map, construct_masks, vote_classes
 from panoptic_ros.models.fusion import fuse_panoptic, paste_instances
 from panoptic_ros.models.geometry import box_iou, decode_boxes, nms
 
@@ -110,12 +110,31 @@ def test_mask_construction_is_iou_times_semantic_probability():
     boxes[:, 2, 2] = torch.tensor([0., 0., 10., 20.])       # half-overlapping box
     sem = torch.full((2, 3, 3), 0.5)
     sem[1, 1, 1] = 0.2
-    masks, prob = construct_masks(boxes, sem, torch.tensor([[0., 0., 10., 10.]]),
+    masks, prob = construct_masks(box_iou_map(boxes, torch.tensor([[0., 0., 10., 10.]])), sem,
                                   torch.tensor([1]), sigma=0.3)
     assert prob[0, 0, 1] == pytest.approx(0.5) and masks[0, 0, 1]
     assert prob[0, 0, 0] == 0 and not masks[0, 0, 0]           # IoU 0
     assert prob[0, 1, 1] == pytest.approx(0.2) and not masks[0, 1, 1]   # low semantics
     assert prob[0, 2, 2] == pytest.approx(0.25) and not masks[0, 2, 2]   # IoU 0.5 x 0.5
+
+
+def test_vote_classes_takes_the_semantic_class_under_each_query():
+    boxes = torch.zeros(4, 4, 8)
+    boxes[:, :, :4] = torch.tensor([0., 0., 16., 16.])[:, None, None]     # object A, left
+    boxes[:, :, 4:] = torch.tensor([16., 0., 32., 16.])[:, None, None]    # object B, right
+    sem = torch.zeros(4, 4, 8)                  # classes 0 (stuff), 1, 2, 3 (things)
+    sem[2, :, :4] = 0.7
+    sem[1, :, :4] = 0.3
+    sem[3, :, 4:] = 0.6
+    sem[0, :, 4:] = 0.4                         # stuff never wins: only thing classes vote
+    sem[1, 0, 7] = 1.0                          # one stray pixel does not outvote the rest
+    queries = torch.tensor([[0., 0., 16., 16.], [16., 0., 32., 16.], [8., 0., 24., 16.]])
+    iou = box_iou_map(boxes, queries)
+    classes = vote_classes(iou, sem, torch.tensor([1, 2, 3]))
+    assert classes.tolist()[:2] == [2, 3]
+    # a query straddling both objects takes the one with more IoU-weighted probability
+    votes = [(iou[2] * sem[c]).sum().item() for c in (1, 2, 3)]
+    assert classes[2].item() == 1 + int(np.argmax(votes))
 
 
 def _reference_paste(masks, keep, thr):

@@ -73,7 +73,7 @@ def get_architecture(name: str) -> Architecture:
 def _call(what: str, name: str, fn: Callable, kwargs: dict):
     try:
         return fn(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise PanopticError(f'model {name!r}: bad {what} arguments: {exc}') from exc
 
 

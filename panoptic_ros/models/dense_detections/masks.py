@@ -26,19 +26,40 @@ def box_iou_map(boxes: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     return inter / (area_p[None] + area_q - inter).clamp(min=_EPS)
 
 
-def construct_masks(boxes: torch.Tensor, semantic_prob: torch.Tensor, queries: torch.Tensor,
-                    query_classes: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def vote_classes(iou: torch.Tensor, semantic_prob: torch.Tensor,
+                 thing_classes: torch.Tensor) -> torch.Tensor:
+    """Each query's thing class as the semantic head sees it: the class with the largest sum of
+    semantic probability over the pixels, each weighted by its box's IoU with the query (eq. 6).
+
+    Not in the paper, whose queries keep their detection class: a query whose box is right but
+    whose class is wrong gets an empty mask from eq. 5 (the semantic head gives its pixels
+    little probability of that class) and its object is lost.
+
+    Args:
+        iou: ``[J, H, W]`` from :func:`box_iou_map`.
+        semantic_prob: ``[C, H, W]``.
+        thing_classes: ``[T] int64`` the semantic class ids of the thing classes.
+
+    Returns:
+        ``[J] int64`` semantic class ids, all thing classes.
+    """
+    votes = torch.einsum('jhw,thw->jt', iou, semantic_prob[thing_classes])
+    return thing_classes[votes.argmax(1)]
+
+
+def construct_masks(iou: torch.Tensor, semantic_prob: torch.Tensor, query_classes: torch.Tensor,
+                    sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Parameter-free mask construction (section 3.2, eq. 5-7).
 
     Args:
-        boxes: ``[4, H, W]`` global dense boxes.
+        iou: ``[J, H, W]`` IoU of each pixel's box with each query box after NMS
+            (:func:`box_iou_map`).
         semantic_prob: ``[C, H, W]`` class probabilities.
-        queries: ``[J, 4]`` query boxes (after NMS).
         query_classes: ``[J] int64`` semantic class id of each query.
         sigma: threshold on the mask probability (0.3 in the paper, appendix A).
 
     Returns:
         ``masks [J, H, W] bool`` and ``probability [J, H, W]``.
     """
-    prob = box_iou_map(boxes, queries) * semantic_prob[query_classes]
+    prob = iou * semantic_prob[query_classes]
     return prob > sigma, prob

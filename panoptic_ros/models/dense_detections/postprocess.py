@@ -11,7 +11,8 @@ What follows has data-dependent shapes and runs here, in torch, for every engine
 
 3. class-wise NMS of the candidates (eq. 4);
 4. masks: IoU of every pixel's box with each query times the semantic probability of the
-   query's class (eq. 5-6), upsampled bilinearly to the fusion grid (``fusion_stride``) as the
+   query's class (eq. 5-6; with ``instance_class='semantic'`` the class is the semantic
+   head's vote over the query's pixels, :func:`~.masks.vote_classes`), upsampled bilinearly to the fusion grid (``fusion_stride``) as the
    authors' code does, thresholded at sigma (eq. 7);
 5. panoptic fusion, instances over stuff, on the same grid; label maps are then brought to the
    output size (nearest neighbour), segment statistics computed exactly for that size.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from panoptic_ros.models.dense_detections.masks import construct_masks
+from panoptic_ros.models.dense_detections.masks import box_iou_map, construct_masks, vote_classes
 from panoptic_ros.models.fusion import fuse_panoptic
 from panoptic_ros.models.geometry import nms
 from panoptic_ros.models.result import PanopticResult
@@ -46,6 +47,13 @@ class DenseDetectionsPostprocess:
     label_divisor: int = 1000
     void_id: int = 255
     fusion_stride: int = 2             # grid of masks and fusion: 4 (raw), 2 or 1 (bilinear)
+    instance_class: str = 'detection'  # a query's class: its detection's (the paper) or the
+    #                                    semantic head's vote over its pixels ('semantic')
+
+    def __post_init__(self) -> None:
+        if self.instance_class not in ('detection', 'semantic'):
+            raise ValueError(f"instance_class must be 'detection' or 'semantic', got "
+                             f"{self.instance_class!r}")
 
     def __call__(self, outputs: dict, thing_classes: torch.Tensor, is_thing: torch.Tensor,
                  out_size: tuple[int, int]) -> list[PanopticResult]:
@@ -73,10 +81,11 @@ class DenseDetectionsPostprocess:
             kept = torch.nonzero(nms(cand, cand_score, cand_cls, self.nms_threshold)).flatten()
             kept = kept[cand_score[kept].argsort(descending=True)][:self.max_detections]
             queries, q_scores = cand[kept], cand_score[kept]
-            q_classes = thing_classes[cand_cls[kept]]
             sem_prob = outputs['semantic_prob'][n].float()
-            _, mask_prob = construct_masks(outputs['dense_boxes'][n].float(), sem_prob,
-                                           queries, q_classes, self.sigma)
+            iou = box_iou_map(outputs['dense_boxes'][n].float(), queries)
+            q_classes = (vote_classes(iou, sem_prob, thing_classes)
+                         if self.instance_class == 'semantic' else thing_classes[cand_cls[kept]])
+            _, mask_prob = construct_masks(iou, sem_prob, q_classes, self.sigma)
             prob_n, mask_prob = self._to_fusion_grid(sem_prob, mask_prob, out_size)
             results.append(fuse_panoptic(
                 prob_n, mask_prob > self.sigma, q_scores, q_classes, is_thing,
