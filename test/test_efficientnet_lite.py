@@ -100,7 +100,7 @@ def test_wheel_file_maps_every_key(tmp_path):
         load_imagenet(EfficientNetLite0(), path=tmp_path / 'missing.pth')
     shape = dict(state, **{'_conv_stem.weight': torch.zeros(16, 3, 3, 3)})
     torch.save(shape, tmp_path / 'shape.pth')
-    with pytest.raises(PanopticError, match=r'wrong shapes.*stem\.conv\.weight'):
+    with pytest.raises(PanopticError, match=r'wrong shape.*stem\.conv\.weight'):
         load_imagenet(EfficientNetLite0(), path=tmp_path / 'shape.pth')
 
 

@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from panoptic_ros.config import Recipe
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.models.backbones.norm import state_dict_problems
 from panoptic_ros.fileio import atomic_write_json
 from panoptic_ros.training.checkpoint import (load_checkpoint, rng_state, save_checkpoint,
                                              set_rng_state)
@@ -102,14 +103,10 @@ def _initial_state(path: str, model: torch.nn.Module) -> dict:
                  for k, v in load_file(str(path)).items()}
     else:
         state = load_checkpoint(path)['model']
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
+    problems = state_dict_problems(model.state_dict(), state)
+    if problems:
         raise PanopticError(f'train.init_weights {path} does not fit this recipe\'s model: '
-                            f'missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes '
-                            f'{wrong[:5]}')
+                            + '; '.join(problems))
     return state
 
 

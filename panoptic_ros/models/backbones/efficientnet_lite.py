@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from panoptic_ros.errors import PanopticError
-from panoptic_ros.models.backbones.norm import FrozenBatchNorm2d, key_list, read_state_dict
+from panoptic_ros.models.backbones.norm import (FrozenBatchNorm2d, key_list, read_state_dict,
+                                                state_dict_problems)
 
 _BN_EPS = 1e-3
 _STEM_CHANNELS = 32
@@ -210,17 +211,10 @@ def imagenet_weights_path() -> str:
 
 def _load_mapped(module: nn.Module, state: dict[str, Tensor], mapping: dict[str, str],
                  path: str) -> None:
-    own = module.state_dict()
     target = {mapping[k]: v for k, v in state.items() if k in mapping}
     missing = [k for k in mapping if k not in state]
-    unmapped = [k for k in mapping.values() if k not in own]
-    uncovered = [k for k in own if k not in target and not k.endswith('num_batches_tracked')]
-    wrong = [f'{k} {tuple(v.shape)} != {tuple(own[k].shape)}'
-             for k, v in target.items() if k in own and v.shape != own[k].shape]
-    problems = [f'{what}: {key_list(keys)}' for what, keys in (
-        ('keys missing from the file', missing), ('mapped keys the model lacks', unmapped),
-        ('model keys no file key maps to', uncovered), ('wrong shapes (file != model)', wrong))
-        if keys]
+    problems = ([f'{len(missing)} keys missing from the file: {key_list(missing)}']
+                if missing else state_dict_problems(module.state_dict(), target))
     if problems:
         raise PanopticError(f'weights file {path!r} does not match EfficientNet-Lite0: '
                             + '; '.join(problems))

@@ -1,4 +1,5 @@
-"""What every backbone uses: frozen batch norm and reading tensor-only state dicts."""
+"""What every backbone uses: frozen batch norm, reading tensor-only state dicts and checking
+that one fits a module."""
 
 from __future__ import annotations
 
@@ -57,6 +58,21 @@ def key_list(keys: list[str]) -> str:
     shown = ', '.join(keys[:_SHOWN_KEYS])
     more = len(keys) - _SHOWN_KEYS
     return shown + (f' (and {more} more)' if more > 0 else '')
+
+
+def state_dict_problems(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> list[str]:
+    """What keeps ``state`` from loading exactly into a module whose state dict is ``own``:
+    one phrase each for missing keys, unexpected keys and wrong shapes (``num_batches_tracked``
+    entries, present or absent depending on the norm layer, are ignored); empty when it fits.
+    """
+    skip = 'num_batches_tracked'
+    missing = [k for k in own if k not in state and not k.endswith(skip)]
+    unexpected = [k for k in state if k not in own and not k.endswith(skip)]
+    wrong = [f'{k} {tuple(state[k].shape)} != {tuple(v.shape)}'
+             for k, v in own.items() if k in state and state[k].shape != v.shape]
+    return [f'{len(keys)} {what}: {key_list(keys)}' for what, keys in (
+        ('missing keys', missing), ('unexpected keys', unexpected),
+        ('keys with a wrong shape (file != model)', wrong)) if keys]
 
 
 def read_state_dict(path: str | os.PathLike[str], *, what: str) -> dict[str, Tensor]:

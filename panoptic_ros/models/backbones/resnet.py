@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from panoptic_ros.errors import PanopticError
-from panoptic_ros.models.backbones.norm import FrozenBatchNorm2d, key_list, read_state_dict
+from panoptic_ros.models.backbones.norm import (FrozenBatchNorm2d, read_state_dict,
+                                                state_dict_problems)
 
 _DEPTHS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     18: ('basic', (2, 2, 2, 2)),
@@ -166,21 +167,8 @@ class ResNet(nn.Module):
 
 def _load_weights(model: ResNet, path: str | os.PathLike[str], depth: int) -> None:
     state = {k: v for k, v in read_state_dict(path, what='backbone weights').items() if not k.startswith('fc.')}
-    own = model.state_dict()
-    skip = 'num_batches_tracked'  # Present or absent depending on the norm layer; harmless.
-    missing = [k for k in own if k not in state and not k.endswith(skip)]
-    unexpected = [k for k in state if k not in own and not k.endswith(skip)]
-    wrong_shape = [f'{k} {tuple(state[k].shape)} != {tuple(v.shape)}'
-                   for k, v in own.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong_shape:
-        problems = []
-        if missing:
-            problems.append(f'{len(missing)} missing keys: {key_list(missing)}')
-        if unexpected:
-            problems.append(f'{len(unexpected)} unexpected keys: {key_list(unexpected)}')
-        if wrong_shape:
-            problems.append(f'{len(wrong_shape)} keys with a wrong shape (file != model): '
-                            f'{key_list(wrong_shape)}')
+    problems = state_dict_problems(model.state_dict(), state)
+    if problems:
         raise PanopticError(f'backbone weights file {os.fspath(path)!r} does not match '
                             f'ResNet-{depth}: ' + '; '.join(problems))
     model.load_state_dict(state, strict=False)
