@@ -4,7 +4,9 @@
 - ``--eval results.json``: put the metrics ``panoptic eval --out`` measured into the card
   and write the human-readable card ``<weights>.md`` next to the file, with its sha256;
 - ``--postprocess name=value ...``: set post-processing parameters (e.g. thresholds tuned on a
-  validation split) in the card's spec, which every engine and the node then use.
+  validation split) in the card's spec, which every engine and the node then use;
+- ``--param name=value ...``: set model arguments that hold no weights (e.g. the contours
+  model's ``output_stride``); the model is rebuilt with them and the weights must fit it.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def _markdown(path: Path, card: dict, sha256: str) -> str:
         f'- File: `{path.name}`, {path.stat().st_size / 2 ** 20:.1f} MiB, weights in '
         f'{card.get("dtype")}, sha256 `{sha256}`',
         f'- Recipe: `{card.get("recipe_file", "")}`',
+        *([f'- Model arguments set after training with `panoptic card --param`: '
+           f'`{json.dumps(card["params_set"])}`'] if card.get('params_set') else []),
         f'- Post-processing: `{json.dumps(spec.postprocess)}`'
         + (f' (set after training with `panoptic card --postprocess`: '
            f'`{json.dumps(card["postprocess_set"])}`)' if card.get('postprocess_set') else ''),
@@ -89,15 +93,32 @@ def _markdown(path: Path, card: dict, sha256: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _assignment(text: str) -> tuple[str, object]:
+def _assignment(text: str, flag: str) -> tuple[str, object]:
     """``name=value`` with a JSON value (``0.25``, ``true``) or else a string."""
     name, sep, value = text.partition('=')
     if not sep or not name:
-        raise PanopticError(f'--postprocess expects name=value, got {text!r}')
+        raise PanopticError(f'{flag} expects name=value, got {text!r}')
     try:
         return name, json.loads(value)
     except json.JSONDecodeError:
         return name, value
+
+
+def _set_params(model, spec, overrides: dict):
+    """``model`` rebuilt with ``overrides`` of its arguments, holding the same weights; a
+    :class:`PanopticError` when the new arguments change what weights the model has."""
+    import dataclasses
+
+    from panoptic_ros.models.backbones.norm import state_dict_problems
+
+    spec = dataclasses.replace(spec, params={**spec.params, **overrides})
+    new = spec.build(initial_weights=False)
+    problems = state_dict_problems(new.state_dict(), model.state_dict())
+    if problems:
+        raise PanopticError(f'--param {overrides} changes the weights of the model, not only '
+                            f'how it runs: ' + '; '.join(problems))
+    new.load_state_dict(model.state_dict())
+    return new.eval(), spec
 
 
 def run_card(args: argparse.Namespace) -> int:
@@ -113,10 +134,15 @@ def run_card(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in card.items() if k not in ('spec', 'model', 'classes', 'dtype')}
     if args.paper:
         extra['paper'] = args.paper
+    if args.param:
+        model, spec = _set_params(model, spec, dict(_assignment(a, '--param')
+                                                    for a in args.param))
+        extra['params_set'] = {**extra.get('params_set', {}),
+                               **dict(_assignment(a, '--param') for a in args.param)}
     if args.postprocess:
         import dataclasses
 
-        overrides = dict(_assignment(a) for a in args.postprocess)
+        overrides = dict(_assignment(a, '--postprocess') for a in args.postprocess)
         spec = dataclasses.replace(spec, postprocess={**spec.postprocess, **overrides})
         spec.postprocessor()               # unknown names or bad values fail here
         extra['postprocess_set'] = {**extra.get('postprocess_set', {}), **overrides}

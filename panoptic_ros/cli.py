@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--paper', help='paper reference for the card')
     p.add_argument('--postprocess', nargs='+', metavar='NAME=VALUE', help='set '
                    'post-processing parameters in the card (e.g. score_threshold=0.25)')
+    p.add_argument('--param', nargs='+', metavar='NAME=VALUE', help='set model arguments '
+                   'that hold no weights (e.g. output_stride=2); the weights must still fit')
     p.set_defaults(func=_deferred('panoptic_ros.card', 'run_card'))
 
     p = sub.add_parser('bag', help='make rosbag2 bags from datasets; replay bags through the '

@@ -119,6 +119,12 @@ def test_tiny_training_run_learns(tiny_data, tmp_path):
     assert cli.main(['card', '--weights', str(packed), '--eval', str(eval_json)]) == 2
     assert read_card(packed)['spec'].postprocess['score_threshold'] == 0.25
     assert cli.main(['card', '--weights', str(packed), '--postprocess', 'colour=red']) == 2
+    # model arguments that hold no weights can be set too; ones that change the weights cannot
+    assert cli.main(['card', '--weights', str(packed), '--param', 'pre_nms_topk=300']) == 0
+    assert read_card(packed)['spec'].params['pre_nms_topk'] == 300
+    assert load_model(packed)[0].pre_nms_topk == 300
+    assert cli.main(['card', '--weights', str(packed), '--param', 'fpn_channels=64']) == 2
+    assert read_card(packed)['spec'].params['fpn_channels'] == 32
     md_eval = tmp_path / 'eval_packed.json'
     assert cli.main(['eval', '--weights', str(packed), '--data', str(tiny_data), '--out',
                      str(md_eval), '--quiet']) == 0
@@ -145,7 +151,7 @@ def test_a_later_stage_starts_from_an_earlier_run(tiny_data, tmp_path):
     path = tmp_path / 'other.yaml'
     path.write_text(yaml.safe_dump({**TINY, 'model': other, 'train': {
         **TINY['train'], 'init_weights': str(stage1)}}))
-    with pytest.raises(PanopticError, match='does not fit this recipe.s model.*wrong shapes'):
+    with pytest.raises(PanopticError, match='does not fit this recipe.s model.*wrong shape'):
         loop.train(load_recipe(path), tiny_data, tmp_path / 'three', progress=False)
 
 
