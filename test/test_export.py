@@ -77,7 +77,8 @@ def test_onnx_graph_is_static_and_uses_only_tensorrt_ops(bundled, onnx_file):
 
 
 def test_onnxruntime_matches_torch(bundled, onnx_file, val_data):
-    """Raw engine outputs within 1e-4 (probabilities, scores) and identical panoptic maps."""
+    """Probabilities and scores within 1e-4 (detection scores compared sorted: their order
+    among equal scores is free) and identical panoptic maps."""
     from panoptic_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 
     model, spec, _ = load_model(bundled[1])
@@ -89,10 +90,12 @@ def test_onnxruntime_matches_torch(bundled, onnx_file, val_data):
         image = ds[i].image
         x = torch.from_numpy(image).permute(2, 0, 1)[None]
         a, b = torch_engine(x), ort_engine(x)
-        assert torch.allclose(a['semantic_prob'], b['semantic_prob'], atol=1e-4)
-        sa = a['cand_scores'].sort(descending=True).values
-        sb = b['cand_scores'].sort(descending=True).values
-        assert torch.allclose(sa, sb, atol=1e-4)
+        assert set(a) == set(b) == set(model.output_names)
+        for k in (k for k in model.output_names if k.endswith(('_prob', '_scores'))):
+            ta, tb = a[k].float(), b[k].float()
+            if k == 'cand_scores':
+                ta, tb = ta.sort(descending=True).values, tb.sort(descending=True).values
+            assert torch.allclose(ta, tb, atol=1e-4), k
         ra, rb = p_torch([image])[0], p_ort([image])[0]
         assert torch.equal(ra.panoptic, rb.panoptic), ds[i].name
         assert torch.equal(ra.segment_ids, rb.segment_ids)
@@ -156,7 +159,7 @@ def test_eval_cli_agrees_with_panoptic_pq_on_its_predictions(bundled, val_data, 
     for group in ('All', 'Things', 'Stuff'):
         assert official_layout[group]['pq'] == pytest.approx(results[group]['pq'], abs=1e-9)
     assert results['All']['pq'] > 0.3                      # a trained model, not noise
-    assert results['Things']['pq'] > 0.1                   # and it finds objects (12.7 on 200)
+    assert results['Things']['pq'] > 0.1                   # and it finds objects (17-20 on 200)
 
 
 def test_eval_on_onnxruntime_equals_torch(bundled, val_data, tmp_path, monkeypatch):
