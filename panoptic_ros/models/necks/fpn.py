@@ -17,6 +17,24 @@ from panoptic_ros.errors import PanopticError
 _INPUTS = ('c3', 'c4', 'c5')
 
 
+def top_down(laterals: list[Tensor]) -> list[Tensor]:
+    """The FPN top-down pathway: from the coarsest map down, each finer lateral plus the merged
+    map above it upsampled (nearest) to the lateral's size. Upsampling to a size, not by a
+    factor of 2, handles odd sizes and keeps an ONNX export with static shapes exact.
+
+    Args:
+        laterals: ``[N, C, H_i, W_i]`` maps, finest first.
+
+    Returns:
+        The merged maps, same shapes, finest first.
+    """
+    merged = [laterals[-1]]
+    for lateral in reversed(laterals[:-1]):
+        top = F.interpolate(merged[0], size=lateral.shape[-2:], mode='nearest')
+        merged.insert(0, lateral + top)
+    return merged
+
+
 class FPN(nn.Module):
     """Feature pyramid over the backbone maps ``c3``, ``c4``, ``c5``.
 
@@ -54,14 +72,7 @@ class FPN(nn.Module):
     def forward(self, features: Mapping[str, Tensor]) -> list[Tensor]:
         """Build ``[P3, P4, P5, P6, P7]`` (strides 8..128) from ``{'c3', 'c4', 'c5'}``."""
         laterals = [conv(features[k]) for conv, k in zip(self.lateral_convs, _INPUTS)]
-        # Top-down: start from the coarsest map and add it, upsampled, to each finer lateral.
-        # Upsampling to the lateral's size (not by a factor of 2) handles odd sizes and keeps
-        # an ONNX export with static shapes exact.
-        merged = [laterals[-1]]
-        for lateral in reversed(laterals[:-1]):
-            top = F.interpolate(merged[0], size=lateral.shape[-2:], mode='nearest')
-            merged.insert(0, lateral + top)
-        outs = [conv(m) for conv, m in zip(self.output_convs, merged)]
+        outs = [conv(m) for conv, m in zip(self.output_convs, top_down(laterals))]
         p6 = self.p6(outs[-1])
         p7 = self.p7(F.relu(p6))
         return [*outs, p6, p7]

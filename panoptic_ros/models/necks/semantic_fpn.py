@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.models.necks.fpn import top_down
 
 _INPUTS = ('c2', 'c3', 'c4', 'c5')
 
@@ -79,11 +80,7 @@ class TopDownFPN(nn.Module):
 
     def forward(self, features: Mapping[str, Tensor]) -> list[Tensor]:
         laterals = [conv(features[k]) for conv, k in zip(self.lateral, _INPUTS)]
-        merged = [laterals[-1]]
-        for lateral in reversed(laterals[:-1]):
-            top = F.interpolate(merged[0], size=lateral.shape[-2:], mode='nearest')
-            merged.insert(0, lateral + top)
-        return [conv(m) for conv, m in zip(self.output, merged)]
+        return [conv(m) for conv, m in zip(self.output, top_down(laterals))]
 
 
 class SemanticFPN(nn.Module):
