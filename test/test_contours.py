@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.datasets.cityscapes import CityscapesDataset
 from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
 from panoptic_ros.labels import cityscapes
 from panoptic_ros.models.contours.components import (graph_components, iteration_bound,
@@ -24,7 +23,6 @@ from panoptic_ros.models.contours.targets import (IGNORE, ContourTargets, centre
                                                   instance_boundaries)
 from panoptic_ros.models.necks.semantic_fpn import SemanticFPN, SemanticFPNNecks, TopDownFPN
 from panoptic_ros.models.registry import available_models, build_model
-from panoptic_ros.synth.writer import write_dataset
 
 ndimage = pytest.importorskip('scipy.ndimage')
 LABELS = cityscapes()
@@ -486,14 +484,6 @@ def test_post_processing_of_an_empty_scene():
 
 
 # --------------------------------------------------------------------------- end to end
-
-@pytest.fixture(scope='module')
-def samples(tmp_path_factory):
-    root = tmp_path_factory.mktemp('contours')
-    write_dataset(root, 'val', num=4, height=256, width=512, seed=5, workers=1, progress=False)
-    ds = CityscapesDataset(root, 'val')
-    return [ds[i] for i in range(len(ds))]
-
 
 def test_objective_targets_on_a_real_sample(samples):
     from panoptic_ros.models.registry import build_objective

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.datasets.cityscapes import CityscapesDataset
 from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
 from panoptic_ros.labels import cityscapes
 from panoptic_ros.models.dense_detections.oracle import oracle_outputs
@@ -12,7 +11,6 @@ from panoptic_ros.models.dense_detections.postprocess import DenseDetectionsPost
 from panoptic_ros.models.dense_detections.targets import compute_targets
 from panoptic_ros.models.registry import available_models, build_model, register_model
 from panoptic_ros.errors import PanopticError
-from panoptic_ros.synth.writer import write_dataset
 
 STRIDES = (8, 16, 32, 64, 128)
 LABELS = cityscapes()
@@ -52,14 +50,6 @@ def test_raw_output_shapes_and_inference_on_a_random_model():
     res = DenseDetectionsPostprocess()(model.decode(raw), THINGS, IS_THING, (128, 256))[0]
     assert res.semantic.shape == (128, 256)
     assert int(res.segment_areas.sum()) == int((res.panoptic >= 0).sum())
-
-
-@pytest.fixture(scope='module')
-def samples(tmp_path_factory):
-    root = tmp_path_factory.mktemp('dd')
-    write_dataset(root, 'val', num=4, height=256, width=512, seed=5, workers=1, progress=False)
-    ds = CityscapesDataset(root, 'val')
-    return [ds[i] for i in range(len(ds))]
 
 
 def test_targets_on_a_real_sample(samples):
