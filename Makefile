@@ -7,6 +7,7 @@ PIP := $(BIN)/pip --disable-pip-version-check
 REQS := requirements/constraints.txt requirements/base.txt requirements/build.txt requirements/test.txt
 SOURCES := setup.py setup.cfg package.xml $(shell find msg panoptic_ros launch config models -type f -not -path '*/__pycache__/*' 2>/dev/null)
 PYTEST_ARGS ?=
+, := ,# a literal comma inside $(call ...) arguments
 
 .PHONY: venv install demo test bench data512 default-model contours-model zoo clean
 
@@ -47,37 +48,35 @@ data512: install
 	$(SYNTH) --out data/synth512 --split val --num 200 --seed 11
 	$(SYNTH) --out data/synth_holdout512 --split val --num 200 --seed 12
 
+# $(call train,RECIPE,RUN): train config/models/RECIPE.yaml into RUN on data/synth512,
+# continuing from RUN's last checkpoint when there is one.
+train = $(BIN)/panoptic train --config config/models/$(1).yaml --data data/synth512 \
+	--out $(2) $(if $(wildcard $(2)/checkpoints/last.pt),--resume)
+
+# $(call package,RUN,MODEL,PAPER): RUN's weights as MODEL.safetensors in float16, evaluated on
+# the held-out images, with the card.
+define package
+$(BIN)/panoptic card --weights $(1)/model.safetensors --fp16 --out $(2).safetensors --paper "$(3)"
+$(BIN)/panoptic eval --weights $(2).safetensors --data data/synth_holdout512 --out $(2).eval.json
+$(BIN)/panoptic card --weights $(2).safetensors --eval $(2).eval.json
+endef
+
 # Rebuild the bundled default model from the repository alone (about 2 h on 2 CPU cores; run it
 # again after an interruption and training resumes from its last checkpoint): data, training
 # in two stages (256x512 crops, then whole 512x1024 images from stage 1's weights),
 # fp16 packaging, evaluation on the held-out images, model card.
 DEFAULT_NAME := dense_detections_lite0_synth_512x1024
 STAGE1 := dense_detections_lite0_synthcrop_512x1024
-DEFAULT_MODEL := models/$(DEFAULT_NAME)
-RUN := runs/$(DEFAULT_NAME)
 default-model: data512
-	$(BIN)/panoptic train --config config/models/$(STAGE1).yaml --data data/synth512 \
-		--out runs/$(STAGE1) $(if $(wildcard runs/$(STAGE1)/checkpoints/last.pt),--resume)
-	$(BIN)/panoptic train --config config/models/$(DEFAULT_NAME).yaml --data data/synth512 \
-		--out $(RUN) $(if $(wildcard $(RUN)/checkpoints/last.pt),--resume)
-	$(BIN)/panoptic card --weights $(RUN)/model.safetensors --fp16 --out $(DEFAULT_MODEL).safetensors \
-		--paper "Hou et al., Real-Time Panoptic Segmentation from Dense Detections, CVPR 2020"
-	$(BIN)/panoptic eval --weights $(DEFAULT_MODEL).safetensors --data data/synth_holdout512 \
-		--out $(DEFAULT_MODEL).eval.json
-	$(BIN)/panoptic card --weights $(DEFAULT_MODEL).safetensors --eval $(DEFAULT_MODEL).eval.json
+	$(call train,$(STAGE1),runs/$(STAGE1))
+	$(call train,$(DEFAULT_NAME),runs/$(DEFAULT_NAME))
+	$(call package,runs/$(DEFAULT_NAME),models/$(DEFAULT_NAME),Hou et al.$(,) Real-Time Panoptic Segmentation from Dense Detections$(,) CVPR 2020)
 
 # The bundled contours model (about 1 h on 2 CPU cores, resumable the same way).
 CONTOURS_NAME := contours_lite0_synth_512x1024
-CONTOURS_MODEL := models/$(CONTOURS_NAME)
-CONTOURS_RUN := runs/$(CONTOURS_NAME)
 contours-model: data512
-	$(BIN)/panoptic train --config config/models/$(CONTOURS_NAME).yaml --data data/synth512 \
-		--out $(CONTOURS_RUN) $(if $(wildcard $(CONTOURS_RUN)/checkpoints/last.pt),--resume)
-	$(BIN)/panoptic card --weights $(CONTOURS_RUN)/model.safetensors --fp16 --out $(CONTOURS_MODEL).safetensors \
-		--paper "Chennupati et al., Panoptic segmentation from semantic segmentation and instance contours"
-	$(BIN)/panoptic eval --weights $(CONTOURS_MODEL).safetensors --data data/synth_holdout512 \
-		--out $(CONTOURS_MODEL).eval.json
-	$(BIN)/panoptic card --weights $(CONTOURS_MODEL).safetensors --eval $(CONTOURS_MODEL).eval.json
+	$(call train,$(CONTOURS_NAME),runs/$(CONTOURS_NAME))
+	$(call package,runs/$(CONTOURS_NAME),models/$(CONTOURS_NAME),Chennupati et al.$(,) Panoptic segmentation from semantic segmentation and instance contours)
 
 # The zoo table of docs/models.md: every bundled model on the same held-out images.
 zoo: install
