@@ -135,10 +135,9 @@ def run_card(args: argparse.Namespace) -> int:
     if args.paper:
         extra['paper'] = args.paper
     if args.param:
-        model, spec = _set_params(model, spec, dict(_assignment(a, '--param')
-                                                    for a in args.param))
-        extra['params_set'] = {**extra.get('params_set', {}),
-                               **dict(_assignment(a, '--param') for a in args.param)}
+        params = dict(_assignment(a, '--param') for a in args.param)
+        model, spec = _set_params(model, spec, params)
+        extra['params_set'] = {**extra.get('params_set', {}), **params}
     if args.postprocess:
         import dataclasses
 
