@@ -63,24 +63,31 @@ def read_card(path: str | Path) -> dict:
     return card
 
 
-def load_model(path: str | Path, device: str | torch.device = 'cpu'
-               ) -> tuple[torch.nn.Module, ModelSpec, dict[str, Any]]:
-    """Model (eval mode, float32, on ``device``), spec and card of a weights file."""
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors (floating ones as float32) and the card of a weights file."""
     from safetensors.torch import load_file
 
     card = read_card(path)
-    spec = card['spec']
-    model = spec.build(initial_weights=False)
     try:
         state = load_file(str(path))
     except Exception as exc:
         raise PanopticError(f'weights file {path}: cannot read tensors ({exc})') from exc
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, card
+
+
+def load_model(path: str | Path, device: str | torch.device = 'cpu'
+               ) -> tuple[torch.nn.Module, ModelSpec, dict[str, Any]]:
+    """Model (eval mode, float32, on ``device``), spec and card of a weights file."""
+    from panoptic_ros.models.backbones.norm import state_dict_problems
+
+    state, card = read_weights(path)
+    spec = card['spec']
+    model = spec.build(initial_weights=False)
+    problems = state_dict_problems(model.state_dict(), state)
+    if problems:
         raise PanopticError(f'weights file {path} does not fit a {spec.architecture} model '
-                            f'with {spec.params}: missing {result.missing_keys[:5]}, '
-                            f'unexpected {result.unexpected_keys[:5]}')
+                            f'with {spec.params}: ' + '; '.join(problems))
+    model.load_state_dict(state, strict=False)      # num_batches_tracked may be absent
     return model.to(device).eval(), spec, card
 
 

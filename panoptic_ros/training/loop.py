@@ -24,8 +24,8 @@ import torch.distributed as dist
 
 from panoptic_ros.config import Recipe
 from panoptic_ros.errors import PanopticError
-from panoptic_ros.models.backbones.norm import state_dict_problems
 from panoptic_ros.fileio import atomic_write_json
+from panoptic_ros.models.backbones.norm import state_dict_problems
 from panoptic_ros.training.checkpoint import (load_checkpoint, rng_state, save_checkpoint,
                                              set_rng_state)
 from panoptic_ros.training.data import StepSampler, TrainingSet, collate
@@ -94,13 +94,9 @@ def _initial_state(path: str, model: torch.nn.Module) -> dict:
     """The tensors of an earlier stage (``train.init_weights``): a weights file written by
     ``panoptic train``/``card`` or a training checkpoint; they must fit ``model`` exactly."""
     if str(path).endswith('.safetensors'):
-        from safetensors.torch import load_file
+        from panoptic_ros.weights import read_weights
 
-        from panoptic_ros.weights import read_card
-
-        read_card(path)                     # a clear error for a missing or foreign file
-        state = {k: v.float() if v.is_floating_point() else v
-                 for k, v in load_file(str(path)).items()}
+        state = read_weights(path)[0]
     else:
         state = load_checkpoint(path)['model']
     problems = state_dict_problems(model.state_dict(), state)
