@@ -13,7 +13,7 @@ from panoptic_ros.models.dense_detections.losses import (LossConfig, bootstrappe
 from panoptic_ros.models.dense_detections.targets import (box_instance_map, compute_targets,
                                                           instance_boxes)
 from panoptic_ros.models.dense_detections.oracle import oracle_outputs
-from test_dense_detections import STRIDES, THING_INDEX, samples, small_model  # noqa
+from test_dense_detections import STRIDES, THING_INDEX, small_model  # noqa
 
 torch.manual_seed(0)
 
