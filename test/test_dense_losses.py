@@ -69,7 +69,7 @@ def test_weak_targets_use_boxes():
     assert (t.levelness > 0).sum() > (t_full.levelness > 0).sum()
 
 
-def test_total_loss_on_a_model_is_finite_and_backpropagates(samples):  # noqa: F811
+def test_total_loss_on_a_model_is_finite_and_backpropagates(samples):
     model = small_model().train()
     s = samples[0]
     image = torch.from_numpy(s.image).permute(2, 0, 1)[None].float()
