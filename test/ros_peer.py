@@ -84,11 +84,22 @@ class Peer:
             self.executor.spin_once(timeout_sec=0.05)
         return predicate()
 
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+    def call(self, srv_type, name: str, request, timeout: float = 30.0,
+             idempotent: bool = False):
+        """One service call. A request sent just after discovery can be lost (the server may
+        not have matched this client's response reader yet, a known DDS race); an
+        ``idempotent`` request (get/set parameters, get state) is sent again every 2 s until
+        answered. A state change is sent once."""
         client = self.node.create_client(srv_type, name)
         assert client.wait_for_service(timeout_sec=timeout), f'no service {name}'
+        deadline = time.monotonic() + timeout
         future = client.call_async(request)
-        self.wait_for(future.done, timeout)
+        while idempotent and time.monotonic() < deadline - 2.0:
+            self.wait_for(future.done, 2.0)
+            if future.done():
+                break
+            future = client.call_async(request)
+        self.wait_for(future.done, max(0.0, deadline - time.monotonic()))
         assert future.done(), f'{name} did not answer'
         self.node.destroy_client(client)
         return future.result()

@@ -171,7 +171,7 @@ def test_thresholds_change_at_run_time_and_model_changes_are_refused(running):
         else:
             v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
         req = SetParameters.Request(parameters=[Parameter(name=name, value=v)])
-        return peer.call(SetParameters, '/panoptic/set_parameters', req).results[0]
+        return peer.call(SetParameters, '/panoptic/set_parameters', req, idempotent=True).results[0]
 
     refused = set_param('engine', 'onnxruntime')
     assert not refused.successful and 'configure' in refused.reason
@@ -256,12 +256,13 @@ def test_lifecycle_transitions_and_bad_weights(tmp_path):
         return peer.call(ChangeState, '/panoptic/change_state', req).success
 
     def state():
-        return peer.call(GetState, '/panoptic/get_state', GetState.Request()).current_state.label
+        return peer.call(GetState, '/panoptic/get_state', GetState.Request(),
+                         idempotent=True).current_state.label
 
     def set_param(name, value):
         v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
         req = SetParameters.Request(parameters=[Parameter(name=name, value=v)])
-        return peer.call(SetParameters, '/panoptic/set_parameters', req).results[0]
+        return peer.call(SetParameters, '/panoptic/set_parameters', req, idempotent=True).results[0]
 
     def diag_after(t):
         peer.received['diagnostics'].clear()
