@@ -183,3 +183,41 @@ def build_result(semantic, instance, n_inst, num_classes, seg_score, is_thing, v
                                    y1[seg] - y0[seg] + 1], 1),
         segment_centroids=torch.stack([sum_x[seg] / area_s, sum_y[seg] / area_s], 1).float(),
         void_id=void_id, label_divisor=label_divisor)
+
+
+def grid_result(semantic: torch.Tensor, instance: torch.Tensor, scores: torch.Tensor,
+                prob: torch.Tensor, is_thing: torch.Tensor, *, min_stuff_area: int,
+                void_id: int, label_divisor: int, out_size: tuple[int, int]) -> PanopticResult:
+    """The result of label maps made on a grid by bottom-up architectures: stuff regions under
+    ``min_stuff_area`` (pixels at ``out_size``) become void, stuff scores are the mean
+    probability of the class over its region, instance scores are given.
+
+    Args:
+        semantic: ``[h, w] int64`` class ids, ``void_id`` on void.
+        instance: ``[h, w] int64`` instance ids ``1..n`` (0: stuff and void).
+        scores: ``[n]`` instance scores.
+        prob: ``[C, h, w]`` class probabilities.
+        is_thing: ``[C] bool``.
+    """
+    c, h, w = prob.shape
+    device = prob.device
+    sem, inst = semantic.flatten(), instance.flatten()
+    probs = prob.flatten(1)
+    stuff = (sem != void_id) & (inst == 0)
+    st_bins = torch.where(stuff, sem, torch.full_like(sem, c))
+    st_count = torch.bincount(st_bins, minlength=c + 1)[:c]
+    if min_stuff_area > 0:
+        small = st_count < min_stuff_area * (h * w) / float(out_size[0] * out_size[1])
+        small = torch.cat([small, small.new_zeros(1)])
+        drop = small.index_select(0, st_bins)
+        sem = torch.where(drop, torch.full_like(sem, void_id), sem)
+        st_bins = torch.where(drop, torch.full_like(st_bins, c), st_bins)
+        st_count = torch.bincount(st_bins, minlength=c + 1)[:c]
+    p_sem = probs.gather(0, st_bins.clamp(max=c - 1)[None])[0]
+    st_score = torch.bincount(st_bins, weights=p_sem.double(), minlength=c + 1)[:c] / \
+        st_count.clamp(min=1)
+    n = scores.numel()
+    seg_score = torch.cat([torch.zeros(1, dtype=torch.float64, device=device),
+                           scores.double(), st_score])
+    return build_result(sem.view(h, w), inst.view(h, w), n, c, seg_score, is_thing, void_id,
+                        label_divisor, out_size)

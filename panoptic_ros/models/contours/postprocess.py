@@ -46,7 +46,7 @@ from panoptic_ros.models.contours.components import (compact_labels, graph_compo
                                                      label_components)
 from panoptic_ros.models.contours.dbscan import (DEFAULT_BUDGET, dbscan, nearest_centres,
                                                  radius_pairs)
-from panoptic_ros.models.result import PanopticResult, build_result
+from panoptic_ros.models.result import PanopticResult, grid_result
 
 
 @dataclass(frozen=True)
@@ -234,30 +234,13 @@ class ContoursPostprocess:
             inst_ids = torch.zeros_like(safe)
             cls_of = sem
             score = torch.zeros(0, dtype=torch.float64, device=device)
-        n = classes.numel()
         void = torch.full_like(sem, self.void_id)
         thing_px = is_thing.index_select(0, sem)
         semantic = torch.where(inst_ids > 0, cls_of, sem)
         semantic = torch.where(thing_px & (inst_ids <= 0), void, semantic)
-        instance = inst_ids.clamp(min=0)
-        stuff = (semantic != self.void_id) & (instance == 0)
-        st_bins = torch.where(stuff, semantic, torch.full_like(semantic, c))
-        st_count = torch.bincount(st_bins, minlength=c + 1)[:c]
-        if self.min_stuff_area > 0:
-            small = st_count < self.min_stuff_area * (h * w) / float(out_size[0] * out_size[1])
-            small = torch.cat([small, small.new_zeros(1)])
-            drop = small.index_select(0, st_bins)
-            semantic = torch.where(drop, void, semantic)
-            st_bins = torch.where(drop, torch.full_like(st_bins, c), st_bins)
-            st_count = torch.bincount(st_bins, minlength=c + 1)[:c]
-        # stuff score: mean probability of the class over its region
-        p_sem = probs.gather(0, st_bins.clamp(max=c - 1)[None])[0]
-        st_score = torch.bincount(st_bins, weights=p_sem.double(), minlength=c + 1)[:c] / \
-            st_count.clamp(min=1)
-        seg_score = torch.cat([torch.zeros(1, dtype=torch.float64, device=device), score,
-                               st_score])
-        return build_result(semantic.view(h, w), instance.view(h, w), n, c, seg_score,
-                            is_thing, self.void_id, self.label_divisor, out_size)
+        return grid_result(semantic.view(h, w), inst_ids.clamp(min=0).view(h, w), score, prob,
+                           is_thing, min_stuff_area=self.min_stuff_area, void_id=self.void_id,
+                           label_divisor=self.label_divisor, out_size=out_size)
 
 
 def _majority(inst: torch.Tensor, sem: torch.Tensor, k: int, c: int) -> torch.Tensor:
