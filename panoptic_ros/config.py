@@ -145,6 +145,7 @@ class TrainSpec:
     val_images: int = 50
     objective: dict = field(default_factory=dict)   # architecture objective arguments
     init_weights: str | None = None     # weights of an earlier stage to start from
+    init_map: dict = field(default_factory=dict)    # model prefix -> file prefix (partial)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> 'TrainSpec':

@@ -265,6 +265,22 @@ def test_raw_and_engine_outputs():
         assert m(x.float())['semantic'].shape == (2, 19, 16, 24)
 
 
+def test_separated_mode_keeps_the_semantic_branch_fixed():
+    """Tab. II's separated training: the semantic head on its own trunk, not trained and in
+    eval mode while the rest trains."""
+    model = small_model(semantic_branch='separate', freeze_semantic=True).train()
+    frozen = {n.split('.')[0] for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {'semantic_backbone', 'semantic_neck', 'semantic_head'}
+    assert not model.semantic_backbone.training and model.backbone.training
+    x = torch.randint(0, 255, (1, 3, 64, 96), dtype=torch.uint8)
+    raw = model(x)
+    (raw['semantic'].sum() + raw['distances'].sum() + raw['box_logits'].sum()).backward()
+    assert model.semantic_head[-1].weight.grad is None
+    assert model.distance_head[-1].weight.grad is not None
+    with pytest.raises(Exception, match='freeze_semantic needs semantic_branch: separate'):
+        small_model(freeze_semantic=True)
+
+
 # --------------------------------------------------------------------------- end to end
 
 def _pq(samples, post):

@@ -51,7 +51,8 @@ def _recipe(tmp_path, **train):
 @pytest.mark.parametrize('path', RECIPES, ids=[p.stem for p in RECIPES])
 def test_every_recipe_loads_and_names_its_model(path):
     recipe = load_recipe(path)
-    arch, backbone, dataset, size = path.stem.rsplit('_', 3)
+    # <architecture>_<backbone>_<dataset>_<size>[.<stage>].yaml
+    arch, backbone, dataset, size = path.stem.split('.')[0].rsplit('_', 3)
     assert recipe.model.architecture == arch
     assert get_backbone(recipe.model.params['backbone']).short == backbone
     assert size == 'x'.join(map(str, recipe.model.input_size))
@@ -153,6 +154,28 @@ def test_a_later_stage_starts_from_an_earlier_run(tiny_data, tmp_path):
         **TINY['train'], 'init_weights': str(stage1)}}))
     with pytest.raises(PanopticError, match='does not fit this recipe.s model.*wrong shape'):
         loop.train(load_recipe(path), tiny_data, tmp_path / 'three', progress=False)
+
+
+def test_init_map_starts_part_of_a_model_from_an_earlier_run(tiny_data, tmp_path):
+    """train.init_map: only the mapped prefixes come from the file (renamed); everything else
+    keeps the recipe's own initialisation (with lr 0 both stay exactly)."""
+    loop.train(_recipe(tmp_path), tiny_data, tmp_path / 'one', progress=False)
+    stage1 = tmp_path / 'one' / 'model.safetensors'
+    loop.train(_recipe(tmp_path, lr=0.0, steps=2), tiny_data, tmp_path / 'fresh',
+               progress=False)
+    part = _recipe(tmp_path, lr=0.0, steps=2, init_weights=str(stage1),
+                   init_map={'backbone.': 'backbone.'})
+    loop.train(part, tiny_data, tmp_path / 'part', progress=False)
+    a = dict(load_model(stage1)[0].named_parameters())
+    fresh = dict(load_model(tmp_path / 'fresh' / 'model.safetensors')[0].named_parameters())
+    b = dict(load_model(tmp_path / 'part' / 'model.safetensors')[0].named_parameters())
+    for k, v in b.items():
+        want = a[k] if k.startswith('backbone.') else fresh[k]
+        assert torch.equal(v, want), k
+    assert any(not torch.equal(a[k], fresh[k]) for k in a if not k.startswith('backbone.'))
+    with pytest.raises(PanopticError, match="no tensors under 'trunk.'"):
+        loop.train(_recipe(tmp_path, init_weights=str(stage1), init_map={'backbone.': 'trunk.'}),
+                   tiny_data, tmp_path / 'bad', progress=False)
 
 
 def test_interrupted_run_resumes_exactly(tiny_data, tmp_path, monkeypatch):

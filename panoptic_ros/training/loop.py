@@ -90,16 +90,31 @@ def validate(model: torch.nn.Module, recipe: Recipe, dataset, num: int) -> dict:
     return results
 
 
-def _initial_state(path: str, model: torch.nn.Module) -> dict:
+def _initial_state(path: str, model: torch.nn.Module, init_map: dict | None = None) -> dict:
     """The tensors of an earlier stage (``train.init_weights``): a weights file written by
-    ``panoptic train``/``card`` or a training checkpoint; they must fit ``model`` exactly."""
+    ``panoptic train``/``card`` or a training checkpoint. They must fit ``model`` exactly; with
+    ``init_map`` (``{model prefix: file prefix}``) the file's tensors under each file prefix
+    must fit the model's under the model prefix, and the rest keeps ``model``'s own values."""
     if str(path).endswith('.safetensors'):
         from panoptic_ros.weights import read_weights
 
         state = read_weights(path)[0]
     else:
         state = load_checkpoint(path)['model']
-    problems = state_dict_problems(model.state_dict(), state)
+    own = model.state_dict()
+    if init_map:
+        mapped = {}
+        for dst, src in init_map.items():
+            part = {dst + k[len(src):]: v for k, v in state.items() if k.startswith(src)}
+            if not part:
+                raise PanopticError(f'train.init_map: {path} has no tensors under {src!r}')
+            mapped.update(part)
+        prefixes = tuple(init_map)
+        problems = state_dict_problems({k: v for k, v in own.items()
+                                        if k.startswith(prefixes)}, mapped)
+        state = {**own, **mapped}
+    else:
+        problems = state_dict_problems(own, state)
     if problems:
         raise PanopticError(f'train.init_weights {path} does not fit this recipe\'s model: '
                             + '; '.join(problems))
@@ -136,7 +151,7 @@ def train(recipe: Recipe, data_root: str | Path, out: str | Path, *, resume: boo
     torch.manual_seed(tr.seed)
     model = recipe.model.build().to(dev)
     if tr.init_weights and state is None:
-        model.load_state_dict(_initial_state(tr.init_weights, model))
+        model.load_state_dict(_initial_state(tr.init_weights, model, tr.init_map))
     objective = recipe.model.objective(**tr.objective)
     decay, no_decay = [], []
     for p in model.parameters():

@@ -12,6 +12,12 @@ FCN"; it gives no sizes):
   borders, in strides (eq. 2), non-negative by a ReLU;
 * box probability: one logit per thing class (class-specific, FCOS style).
 
+Training modes (section IV, Tab. II): ``semantic_branch='shared'`` trains all three heads on one
+backbone ("joint"); ``'separate'`` gives the semantic head its own backbone and neck, a plain
+semantic segmentation network that the separated recipe initialises from a semantic-only run
+and keeps fixed (``freeze_semantic``), as the paper's "separated" mode takes its semantics from
+a separately trained HRNet.
+
 ``forward`` returns the raw maps on the stride-4 grid; :meth:`CASNet.decode` (the end of the
 exported graph) turns them into probabilities and per-cell boxes in input pixels.
 """
@@ -59,6 +65,9 @@ class CASNet(nn.Module):
             distance starts at ``distance_scale`` strides and the ReLU passes gradients.
         prior_prob: initial box probability (the bias of that head, as RetinaNet/FCOS).
         gn_groups: GroupNorm groups.
+        semantic_branch: ``shared`` (joint training) or ``separate`` (own backbone and neck).
+        freeze_semantic: with ``separate``: the semantic branch is not trained and stays in
+            eval mode (its batch-norm statistics do not move).
     """
 
     output_names = ('semantic', 'semantic_prob', 'box_prob', 'boxes')
@@ -70,12 +79,19 @@ class CASNet(nn.Module):
                  frozen_stages: int | None = None, neck: str = 'concat',
                  neck_channels: int = 0, head_convs: int = 2, head_channels: int = 256,
                  distance_scale: float = 1.0, prior_prob: float = 0.01,
-                 gn_groups: int = 32) -> None:
+                 gn_groups: int = 32, semantic_branch: str = 'shared',
+                 freeze_semantic: bool = False) -> None:
         super().__init__()
         if len(thing_classes) == 0:
             raise PanopticError('CASNet needs thing_classes (the box-probability channels)')
         if neck not in ('concat', 'fpn'):
             raise PanopticError(f"neck must be 'concat' or 'fpn', got {neck!r}")
+        if semantic_branch not in ('shared', 'separate'):
+            raise PanopticError(f"semantic_branch must be 'shared' or 'separate', got "
+                                f"{semantic_branch!r}")
+        if freeze_semantic and semantic_branch != 'separate':
+            raise PanopticError("freeze_semantic needs semantic_branch: separate (a shared "
+                                "backbone is trained by every head)")
         self.num_classes = num_classes
         self.thing_classes = tuple(int(c) for c in thing_classes)
         self.distance_scale = float(distance_scale)
@@ -84,16 +100,21 @@ class CASNet(nn.Module):
                              persistent=False)
         self.register_buffer('pixel_std', torch.tensor(spec.pixel_std).view(1, 3, 1, 1),
                              persistent=False)
-        self.backbone = build_backbone(backbone, weights=backbone_weights, pretrained=pretrained,
-                                       frozen_bn=frozen_bn, frozen_stages=frozen_stages)
-        if neck == 'concat':
-            self.neck = ConcatNeck(self.backbone.out_channels, neck_channels)
-            channels = self.neck.channels
-        else:
-            channels = neck_channels or 128
-            self.neck = nn.Sequential(
-                TopDownFPN(self.backbone.out_channels, channels, gn_groups),
-                SemanticFPN(channels, channels, TopDownFPN.strides, 3, gn_groups))
+        def trunk():
+            bb = build_backbone(backbone, weights=backbone_weights, pretrained=pretrained,
+                                frozen_bn=frozen_bn, frozen_stages=frozen_stages)
+            if neck == 'concat':
+                nk = ConcatNeck(bb.out_channels, neck_channels)
+                return bb, nk, nk.channels
+            ch = neck_channels or 128
+            return bb, nn.Sequential(TopDownFPN(bb.out_channels, ch, gn_groups),
+                                     SemanticFPN(ch, ch, TopDownFPN.strides, 3, gn_groups)), ch
+
+        self.backbone, self.neck, channels = trunk()
+        self.separate = semantic_branch == 'separate'
+        self.freeze_semantic = bool(freeze_semantic)
+        if self.separate:
+            self.semantic_backbone, self.semantic_neck, _ = trunk()
         t = len(self.thing_classes)
         self.semantic_head = _head(channels, head_channels, head_convs, num_classes, gn_groups)
         self.distance_head = _head(channels, head_channels, head_convs, 4, gn_groups)
@@ -101,6 +122,19 @@ class CASNet(nn.Module):
         nn.init.ones_(self.distance_head[-1].bias)
         nn.init.constant_(self.box_head[-1].bias,
                           float(torch.logit(torch.tensor(prior_prob))))
+        if self.freeze_semantic:
+            for m in self._semantic_modules():
+                m.requires_grad_(False)
+
+    def _semantic_modules(self) -> tuple[nn.Module, ...]:
+        return (self.semantic_backbone, self.semantic_neck, self.semantic_head)
+
+    def train(self, mode: bool = True) -> 'CASNet':
+        super().train(mode)
+        if self.freeze_semantic:
+            for m in self._semantic_modules():
+                m.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> dict:
         """
@@ -113,7 +147,8 @@ class CASNet(nn.Module):
         """
         x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
         feats = self.neck(self.backbone(x))
-        return {'semantic': self.semantic_head(feats),
+        sem_feats = self.semantic_neck(self.semantic_backbone(x)) if self.separate else feats
+        return {'semantic': self.semantic_head(sem_feats),
                 'distances': torch.relu(self.distance_head(feats)) * self.distance_scale,
                 'box_logits': self.box_head(feats)}
 
