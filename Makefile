@@ -9,7 +9,7 @@ SOURCES := setup.py setup.cfg package.xml $(shell find msg panoptic_ros launch c
 PYTEST_ARGS ?=
 , := ,# a literal comma inside $(call ...) arguments
 
-.PHONY: venv install demo test bench data512 default-model contours-model zoo clean
+.PHONY: venv install demo test bench data512 default-model contours-model casnet-model zoo clean
 
 venv: $(VENV)/.deps
 install: $(VENV)/.installed
@@ -77,6 +77,12 @@ CONTOURS_NAME := contours_lite0_synth_512x1024
 contours-model: data512
 	$(call train,$(CONTOURS_NAME),runs/$(CONTOURS_NAME))
 	$(call package,runs/$(CONTOURS_NAME),models/$(CONTOURS_NAME),Chennupati et al.$(,) Panoptic segmentation from semantic segmentation and instance contours)
+
+# The bundled CASNet model (joint training; about 1 h on 2 CPU cores, resumable the same way).
+CASNET_NAME := casnet_lite0_synth_512x1024
+casnet-model: data512
+	$(call train,$(CASNET_NAME),runs/$(CASNET_NAME))
+	$(call package,runs/$(CASNET_NAME),models/$(CASNET_NAME),Common Attribute Support Network for panoptic segmentation)
 
 # The zoo table of docs/models.md: every bundled model on the same held-out images.
 zoo: install

@@ -8,6 +8,10 @@ held-out images a card reports; write the choice into the card with
     .venv/bin/python benchmarks/tune_postprocess.py --model dense_detections \
         --data data/synth512 --split val --num 100 \
         --grid score_threshold=0.2,0.3,0.4 nms_threshold=0.5,0.6 --out tune.json
+
+``--gt-semantics`` replaces the network's semantics (``semantic``, ``semantic_prob``) by the
+ground truth on the outputs' grid (void cells keep the prediction): the upper bound of an
+architecture's instance part with perfect semantics (CASNet's Tab. IV).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 import itertools
 import json
 
+import cv2
+import numpy as np
 import torch
 
 from panoptic_ros.engines import create_engine
@@ -32,6 +38,22 @@ def _value(text: str):
         return text
 
 
+def with_gt_semantics(out: dict, semantic: np.ndarray, void_id: int) -> dict:
+    """``out`` (batch 1) with ``semantic`` / ``semantic_prob`` made from the ground truth
+    ``semantic [H, W]`` resized (nearest) to their grid; void cells keep the prediction."""
+    h, w = out['semantic'].shape[-2:]
+    gt = torch.from_numpy(cv2.resize(semantic.astype(np.int32), (w, h),
+                                     interpolation=cv2.INTER_NEAREST).astype(np.int64))
+    gt = gt.to(out['semantic'].device)
+    known = gt != void_id
+    sem = torch.where(known, gt, out['semantic'][0].long())
+    c = out['semantic_prob'].shape[1]
+    onehot = torch.nn.functional.one_hot(sem.clamp(max=c - 1), c).permute(2, 0, 1).float()
+    prob = torch.where(known[None], onehot, out['semantic_prob'][0].float())
+    return {**out, 'semantic': sem[None].to(out['semantic'].dtype),
+            'semantic_prob': prob[None].to(out['semantic_prob'].dtype)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--model')
@@ -40,6 +62,8 @@ def main() -> None:
     ap.add_argument('--split', default='val')
     ap.add_argument('--num', type=int, default=100)
     ap.add_argument('--grid', nargs='+', required=True, help='name=v1,v2,...')
+    ap.add_argument('--gt-semantics', action='store_true',
+                    help='ground-truth semantics instead of the network\'s (upper bound)')
     ap.add_argument('--out')
     args = ap.parse_args()
     weights = resolve_model(args.model, args.weights)
@@ -52,6 +76,9 @@ def main() -> None:
     samples = [ds[i] for i in range(min(args.num, len(ds)))]
     with torch.no_grad():
         outputs = [engine(predictor.preprocess([s.image])) for s in samples]
+    if args.gt_semantics:
+        outputs = [with_gt_semantics(o, s.semantic, labels.void_id)
+                   for o, s in zip(outputs, samples)]
     things, is_thing = predictor.thing_classes, predictor.is_thing
     rows = []
     for combo in itertools.product(*grid.values()):
@@ -69,7 +96,7 @@ def main() -> None:
     if args.out:
         with open(args.out, 'w') as f:
             json.dump({'weights': str(weights), 'data': args.data, 'split': args.split,
-                       'num': len(samples), 'defaults': spec.postprocess, 'rows': rows,
+                       'num': len(samples), 'gt_semantics': args.gt_semantics, 'defaults': spec.postprocess, 'rows': rows,
                        'best': best}, f, indent=1)
 
 
