@@ -118,7 +118,8 @@ class TrainSpec:
 
     ``steps`` iterations of ``batch_size`` images per process; learning rate warmed up
     linearly over ``warmup_steps`` then multiplied by ``lr_gamma`` at each of
-    ``lr_milestones``; ``crop`` ``[H, W]`` after random scaling by ``scale``.
+    ``lr_milestones`` and, with ``lr_poly_power``, by ``(1 - step / steps) ** power``;
+    ``crop`` ``[H, W]`` after random scaling by ``scale``.
     ``init_weights``: start from an earlier run's weights (its ``model.safetensors`` or a
     ``checkpoints/last.pt``) instead of the model's own initialisation: the later stage of a
     multi-stage schedule.
@@ -127,12 +128,13 @@ class TrainSpec:
     steps: int
     batch_size: int
     lr: float
-    optimizer: str = 'sgd'              # sgd (momentum) or adamw
+    optimizer: str = 'sgd'              # sgd (momentum), adamw or adadelta
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 500
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1
+    lr_poly_power: float = 0.0          # > 0: lr x (1 - step / steps) ** power ("poly")
     crop: tuple[int, int] = (512, 1024)
     scale: tuple[float, float] = (0.5, 2.0)
     grad_clip: float = 0.0              # max gradient norm, 0: off
@@ -157,8 +159,9 @@ class TrainSpec:
         for key in ('lr_milestones', 'crop', 'scale'):
             if key in kw:
                 kw[key] = tuple(kw[key])
-        if kw.get('optimizer', 'sgd') not in ('sgd', 'adamw'):
-            raise PanopticError(f'train.optimizer must be sgd or adamw, got {kw["optimizer"]!r}')
+        if kw.get('optimizer', 'sgd') not in ('sgd', 'adamw', 'adadelta'):
+            raise PanopticError(f'train.optimizer must be sgd, adamw or adadelta, got '
+                                f'{kw["optimizer"]!r}')
         if int(kw['steps']) <= 0 or int(kw['batch_size']) <= 0:
             raise PanopticError('train.steps and train.batch_size must be positive')
         return cls(**kw)

@@ -156,6 +156,21 @@ def test_a_later_stage_starts_from_an_earlier_run(tiny_data, tmp_path):
         loop.train(load_recipe(path), tiny_data, tmp_path / 'three', progress=False)
 
 
+def test_learning_rate_schedules():
+    """Warm-up, step drops and the poly decay of PanoNet's recipe (lr x (1 - t/T)^0.9)."""
+    from panoptic_ros.config import TrainSpec
+
+    spec = TrainSpec.from_dict({'steps': 100, 'batch_size': 1, 'lr': 1.0, 'warmup_steps': 10,
+                                'lr_milestones': [50], 'lr_gamma': 0.5})
+    f = loop._lr_factor(spec)
+    assert [f(0), f(9), f(49), f(50)] == pytest.approx([0.1, 1.0, 1.0, 0.5])
+    poly = loop._lr_factor(TrainSpec.from_dict({'steps': 100, 'batch_size': 1, 'lr': 1.0,
+                                                'warmup_steps': 0, 'lr_poly_power': 0.9}))
+    assert [poly(0), poly(50), poly(100)] == pytest.approx([1.0, 0.5 ** 0.9, 0.0])
+    with pytest.raises(PanopticError, match='sgd, adamw or adadelta'):
+        TrainSpec.from_dict({'steps': 1, 'batch_size': 1, 'lr': 1.0, 'optimizer': 'adam'})
+
+
 def test_init_map_starts_part_of_a_model_from_an_earlier_run(tiny_data, tmp_path):
     """train.init_map: only the mapped prefixes come from the file (renamed); everything else
     keeps the recipe's own initialisation (with lr 0 both stay exactly)."""

@@ -48,7 +48,9 @@ def _dist_setup(device: str | None) -> tuple[int, int, torch.device]:
 def _lr_factor(train) -> callable:
     def factor(step: int) -> float:
         warm = min(1.0, (step + 1) / train.warmup_steps) if train.warmup_steps else 1.0
-        return warm * train.lr_gamma ** sum(step >= m for m in train.lr_milestones)
+        poly = (1 - min(step, train.steps) / train.steps) ** train.lr_poly_power \
+            if train.lr_poly_power else 1.0
+        return warm * poly * train.lr_gamma ** sum(step >= m for m in train.lr_milestones)
     return factor
 
 
@@ -161,6 +163,8 @@ def train(recipe: Recipe, data_root: str | Path, out: str | Path, *, resume: boo
               {'params': no_decay, 'weight_decay': 0.0}]
     if tr.optimizer == 'sgd':
         opt = torch.optim.SGD(groups, lr=tr.lr, momentum=tr.momentum)
+    elif tr.optimizer == 'adadelta':
+        opt = torch.optim.Adadelta(groups, lr=tr.lr)
     else:
         opt = torch.optim.AdamW(groups, lr=tr.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(tr))
