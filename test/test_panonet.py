@@ -48,6 +48,13 @@ def test_mean_shift_matches_scikit_learn_class_by_class():
             assert np.array_equal(mine - mine.min(), ref.labels_), (seed, c)
             assert np.allclose(centres.numpy()[centre_cls.numpy() == c], ref.cluster_centers_,
                                atol=1e-6), (seed, c)
+        # min_bin_freq: seeds only from bins holding that many points
+        labels3, _, _ = mean_shift(torch.from_numpy(x), torch.from_numpy(cls),
+                                   torch.from_numpy(bws), min_bin_freq=3)
+        for c in range(3):
+            ref = sklearn.MeanShift(bandwidth=bws[c], bin_seeding=True,
+                                    min_bin_freq=3).fit(x[cls == c])
+            assert _partition(labels3.numpy()[cls == c]) == _partition(ref.labels_), (seed, c)
 
 
 def test_mean_shift_with_one_bin_per_point_seeds_from_the_points():
@@ -177,3 +184,13 @@ def test_half_bandwidth_bins_keep_tight_clusters_in_12_dimensions():
     found = {f: mean_shift(x, cls, torch.tensor([0.5]), bin_fraction=f)[1].shape[0]
              for f in (1.0, 0.5)}
     assert found[0.5] == 40 and found[1.0] < 40, found
+
+
+def test_a_class_without_seeds_leaves_its_points_unlabelled():
+    """min_bin_freq removes every bin of class 1 (three scattered points): those points get
+    -1, never a mode of another class; the post-processing makes them void."""
+    x = torch.tensor([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01], [5.0, 5.0], [9.0, 0.0],
+                      [0.0, 9.0]])
+    cls = torch.tensor([0, 0, 0, 1, 1, 1])
+    labels, centres, centre_cls = mean_shift(x, cls, torch.tensor([1.0, 1.0]), min_bin_freq=2)
+    assert labels.tolist() == [0, 0, 0, -1, -1, -1] and centre_cls.tolist() == [0]

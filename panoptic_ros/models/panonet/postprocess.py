@@ -35,6 +35,7 @@ class PanoNetPostprocess:
     bandwidth: float | Sequence[float] = 0.375    # one, or one per thing class (1.5 delta_v)
     max_iter: int = 300                           # scikit-learn's default
     bin_fraction: float = 0.5                     # seed bins, in bandwidths (sklearn: 1)
+    min_bin_freq: int = 1                         # points a seed bin needs (sklearn: 1)
     min_area: int = 0                             # cells
     score_threshold: float = 0.0
     min_stuff_area: int = 0                       # px at the output size
@@ -97,13 +98,17 @@ class PanoNetPostprocess:
                                              self.bandwidths(t, device),
                                              max_iter=self.max_iter,
                                              bin_fraction=self.bin_fraction,
+                                             min_bin_freq=self.min_bin_freq,
                                              budget=self.budget)
         k = centre_thing.numel()
-        area = torch.bincount(labels, minlength=k)
-        kept = area >= max(self.min_area, 1)
+        area = torch.bincount(labels + 1, minlength=k + 1)[1:]
+        kept = torch.cat([area >= max(self.min_area, 1), torch.zeros(1, dtype=torch.bool,
+                                                                   device=device)])
         new_id = torch.cumsum(kept.long(), 0) - 1
-        inst[cells] = torch.where(kept.index_select(0, labels), new_id.index_select(0, labels),
+        lab = torch.where(labels >= 0, labels, torch.full_like(labels, k))   # k: no mode
+        inst[cells] = torch.where(kept.index_select(0, lab), new_id.index_select(0, lab),
                                   torch.full_like(labels, -1))
+        kept = kept[:k]
         return inst.view(h, w), thing_classes.index_select(0, centre_thing[kept])
 
     def single(self, semantic: torch.Tensor, prob: torch.Tensor, embedding: torch.Tensor,
