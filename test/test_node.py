@@ -98,6 +98,19 @@ def test_outputs_have_the_input_header_size_and_consistent_ids(running):
     assert t.inference_ms > 0 and t.postprocess_ms > 0 and t.total_ms >= t.inference_ms
 
 
+def test_objects_keep_their_track_ids_from_frame_to_frame(running):
+    """The same scene twice: every object is matched to itself (mask IoU 1), so it keeps its
+    track id; ids are distinct, never 0 for objects, 0 for stuff."""
+    peer, pub, proc = running
+    rgb = _scene(256, 512, seed=4)
+    first = _send_until_output(peer, pub, rgb, 1_700_000_100_000_000_000, proc)
+    second = _send_until_output(peer, pub, rgb, 1_700_000_100_100_000_000, proc)
+    tracks = [{s.id: s.track_id for s in seg.segments if s.is_thing} for seg in (first, second)]
+    assert tracks[0] and tracks[0] == tracks[1]
+    assert 0 not in tracks[0].values() and len(set(tracks[0].values())) == len(tracks[0])
+    assert all(s.track_id == 0 for s in first.segments if not s.is_thing)
+
+
 def test_label_map_reaches_a_late_subscriber(running):
     peer, _, proc = running
     peer.subscribe('label_map', LabelMap, 'panoptic/label_map', LATCHED)

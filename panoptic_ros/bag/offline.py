@@ -26,6 +26,7 @@ class OfflinePipeline:
                  precision: str = 'fp32', warmup: int = 2) -> None:
         from panoptic_ros.engines import create_engine
         from panoptic_ros.inference import Predictor
+        from panoptic_ros.tracking import InstanceTracker
         from panoptic_ros.weights import resolve_model
 
         self.weights = resolve_model(weights=weights)
@@ -35,6 +36,7 @@ class OfflinePipeline:
         for _ in range(warmup):      # as the node does during configure
             self.predictor([blank])
         self.labels = self.predictor.labels
+        self.tracker = InstanceTracker()     # the node's default: tracking on
         self.description = (f'{spec.architecture} ({self.weights.name}) on {eng.name} '
                             f'{eng.device} {eng.input_size[0]}x{eng.input_size[1]}')
 
@@ -63,6 +65,9 @@ def run_offline(source: BagSource, pipeline: OfflinePipeline, metrics: ReplayMet
             continue
         t1 = time.perf_counter()
         result = pipeline.predictor([rgb])[0]
+        t_track = time.perf_counter()
+        track_ids = pipeline.tracker.update(result)
+        result.timings_ms['postprocess'] += (time.perf_counter() - t_track) * 1e3
         t2 = time.perf_counter()
         out = dict(outputs.label_messages(msg.header, rgb, result, pipeline.labels, OUTPUTS))
         stages = {'queue': 0.0, 'decode': (t1 - t0) * 1e3, **result.timings_ms,
@@ -70,7 +75,7 @@ def run_offline(source: BagSource, pipeline: OfflinePipeline, metrics: ReplayMet
         stages['total'] = (time.perf_counter() - t0) * 1e3
         out['segments'] = outputs.segments_message(
             msg.header, result, pipeline.labels,
-            FrameTimings(**{f'{k}_ms': v for k, v in stages.items()}))
+            FrameTimings(**{f'{k}_ms': v for k, v in stages.items()}), track_ids)
         timing = FrameTiming(frame.index, t0, time.perf_counter(), stages)
         metrics.on_done(timing)
         on_frame(frame, out, timing)

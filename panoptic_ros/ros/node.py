@@ -32,6 +32,7 @@ from panoptic_ros.errors import PanopticError
 from panoptic_ros.ros import diagnostics, outputs
 from panoptic_ros.ros.image_io import BadImage, load_cv_bridge, to_rgb
 from panoptic_ros.ros.params import PARAMS, check, descriptor
+from panoptic_ros.tracking import InstanceTracker, TrackerConfig
 
 # node parameter -> post-processing field (the first one the model's post-processing has)
 POSTPROCESS_PARAMS = {
@@ -90,6 +91,7 @@ class PanopticNode(Node):
         self._active = False
         self._status = 'unconfigured'
         self._predictor = None
+        self._tracker: InstanceTracker | None = None
         self._labels = None
         self._model_name = ''
         self._engine_desc = ''
@@ -185,12 +187,17 @@ class PanopticNode(Node):
         for _ in range(self._p('warmup_frames')):
             predictor([blank])
         self._predictor, self._labels = predictor, predictor.labels
+        self._tracker = InstanceTracker(TrackerConfig(
+            self._p('tracking.iou_threshold'), self._p('tracking.max_age'))) \
+            if self._p('tracking.enabled') else None
         self._model_name = f'{spec.architecture} ({weights.name})'
         self._engine_desc = (f'{engine.name} {engine.device} {self._p("precision")} '
                              f'{engine.input_size[0]}x{engine.input_size[1]}')
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         result = super().on_activate(state)
+        if self._tracker is not None:      # a new stream: no track continues across a pause
+            self._tracker.reset()
         self._publish(self._pubs['label_map'], outputs.label_map_message(
             self._labels, self._model_name, self._predictor.postprocess.label_divisor,
             self.get_clock().now().to_msg()))
@@ -287,6 +294,11 @@ class PanopticNode(Node):
             return
         t1 = time.perf_counter()
         result = self._predictor([rgb])[0]
+        track_ids = None
+        if self._tracker is not None:      # counted in the post-processing time
+            t_track = time.perf_counter()
+            track_ids = self._tracker.update(result)
+            result.timings_ms['postprocess'] += (time.perf_counter() - t_track) * 1e3
         t2 = time.perf_counter()
         header = msg.header
         labels = self._labels
@@ -305,7 +317,8 @@ class PanopticNode(Node):
             frame_timings = FrameTimings(received=received.to_msg(), **{
                 f'{k}_ms': v for k, v in timings.items()})
             self._publish(self._pubs['segments'],
-                          outputs.segments_message(header, result, labels, frame_timings))
+                          outputs.segments_message(header, result, labels, frame_timings,
+                                                   track_ids))
             timings['publish'] = (time.perf_counter() - t2) * 1e3
             timings['total'] = (time.perf_counter() - t_received) * 1e3
         stamp = Time.from_msg(header.stamp)

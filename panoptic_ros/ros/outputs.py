@@ -157,17 +157,21 @@ def label_messages(header, rgb: np.ndarray, result: PanopticResult, labels: Labe
                                        boundaries=boundaries, names=names)
 
 
-def segments_message(header, result: PanopticResult, labels: LabelSet, timings):
-    """``panoptic/segments``: one ``PanopticSegment`` per segment, ids matching the images."""
+def segments_message(header, result: PanopticResult, labels: LabelSet, timings,
+                     track_ids=None):
+    """``panoptic/segments``: one ``PanopticSegment`` per segment, ids matching the images;
+    ``track_ids`` (``[S]``, from :class:`~panoptic_ros.tracking.InstanceTracker`) fill
+    ``track_id`` (0 without)."""
     h, w = result.semantic.shape
     names = labels.names
+    tracks = [0] * result.num_segments if track_ids is None else track_ids.tolist()
     segments = [
-        PanopticSegment(id=sid, instance_id=iid, class_id=cls, class_name=names[cls],
-                        is_thing=thing, score=score, area=area,
+        PanopticSegment(id=sid, instance_id=iid, track_id=tid, class_id=cls,
+                        class_name=names[cls], is_thing=thing, score=score, area=area,
                         bbox=RegionOfInterest(x_offset=x, y_offset=y, width=bw, height=bh),
                         centroid_x=cx, centroid_y=cy)
-        for sid, iid, cls, thing, score, area, (x, y, bw, bh), (cx, cy) in zip(
-            result.segment_ids.tolist(), result.segment_instance_ids.tolist(),
+        for sid, iid, tid, cls, thing, score, area, (x, y, bw, bh), (cx, cy) in zip(
+            result.segment_ids.tolist(), result.segment_instance_ids.tolist(), tracks,
             result.segment_classes.tolist(), result.segment_is_thing.tolist(),
             result.segment_scores.tolist(), result.segment_areas.tolist(),
             result.segment_boxes.tolist(), result.segment_centroids.tolist())]

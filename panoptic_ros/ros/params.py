@@ -84,6 +84,14 @@ PARAMS = (
           'the newest frame always wins.', 'configure', range=(1, 30)),
     Param('max_image_side', 16384, 'Images with a larger side are rejected as corrupt.',
           range=(16, 65536)),
+    # tracking
+    Param('tracking.enabled', True, "Give every object a track id that stays with it from "
+          "frame to frame ('track_id' of panoptic/segments; 0 for stuff and when off).",
+          'configure'),
+    Param('tracking.iou_threshold', 0.3, 'Mask IoU (same class, post-processing grid) an '
+          'object needs with a track to continue it.', 'configure', range=(0.01, 1.0)),
+    Param('tracking.max_age', 5, 'Frames a track survives without a match (occlusions, '
+          'missed detections).', 'configure', range=(0, 1000)),
     # diagnostics
     Param('diagnostics.period', 1.0, 'Seconds between /diagnostics reports.', 'configure',
           range=(0.1, 60.0)),
