@@ -221,3 +221,45 @@ def grid_result(semantic: torch.Tensor, instance: torch.Tensor, scores: torch.Te
                            scores.double(), st_score])
     return build_result(sem.view(h, w), inst.view(h, w), n, c, seg_score, is_thing, void_id,
                         label_divisor, out_size)
+
+
+def labelled_instances_result(semantic: torch.Tensor, instance: torch.Tensor, n: int,
+                              prob: torch.Tensor, is_thing: torch.Tensor, *,
+                              seed_scores: torch.Tensor | None = None,
+                              score_threshold: float, min_stuff_area: int, void_id: int,
+                              label_divisor: int, out_size: tuple[int, int]) -> PanopticResult:
+    """The result of bottom-up instances that each cover cells of their own semantic class
+    (votes or clusters within one class): an instance's score is the mean probability of its
+    class over its cells (times ``seed_scores`` when given); instances under
+    ``score_threshold`` and thing cells without an instance become void; then
+    :func:`grid_result`.
+
+    Args:
+        semantic: ``[h, w] int64`` argmax class.
+        instance: ``[h, w] int64`` instance ``0..n-1`` of each cell, -1 for none.
+        prob: ``[C, h, w]`` class probabilities; ``is_thing``: ``[C] bool``.
+        seed_scores: ``[n]`` factors of the scores (CASNet's seed probabilities).
+    """
+    _, h, w = prob.shape
+    inst, sem = instance.flatten(), semantic.flatten()
+    has = inst >= 0
+    if n:
+        bins = torch.where(has, inst, torch.full_like(inst, n))
+        p_cls = prob.flatten(1).gather(0, sem[None])[0]
+        area = torch.bincount(bins, minlength=n + 1)[:n].clamp(min=1)
+        score = torch.bincount(bins, weights=p_cls.double(), minlength=n + 1)[:n] / area
+        if seed_scores is not None:
+            score = seed_scores.double() * score
+        keep = score >= score_threshold
+        new_id = torch.cumsum(keep.long(), 0) - 1
+        safe = inst.clamp(min=0)
+        inst = torch.where(has & keep.index_select(0, safe), new_id.index_select(0, safe),
+                           torch.full_like(inst, -1))
+        has, score = inst >= 0, score[keep]
+    else:
+        score = torch.zeros(0, dtype=torch.float64, device=prob.device)
+    thing_px = is_thing.index_select(0, sem)
+    sem = torch.where(thing_px & ~has, torch.full_like(sem, void_id), sem)
+    return grid_result(sem.view(h, w), (inst + 1).view(h, w), score, prob, is_thing,
+                       min_stuff_area=min_stuff_area, void_id=void_id,
+                       label_divisor=label_divisor, out_size=out_size)

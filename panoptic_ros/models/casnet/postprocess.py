@@ -26,7 +26,7 @@ import torch
 
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.models.casnet.voting import DEFAULT_BUDGET, select_seeds, vote
-from panoptic_ros.models.result import PanopticResult, grid_result
+from panoptic_ros.models.result import PanopticResult, labelled_instances_result
 
 
 @dataclass(frozen=True)
@@ -115,28 +115,8 @@ class CASNetPostprocess:
                out_size: tuple[int, int]) -> PanopticResult:
         """One image (shapes of :meth:`instances`, ``prob [C, h, w]``); the result at
         ``out_size``."""
-        c, h, w = prob.shape
         inst_map, classes, seed_score = self.instances(semantic, box_prob, boxes, thing_classes)
-        inst = inst_map.flatten()
-        sem = semantic.flatten()
-        n = classes.numel()
-        has = inst >= 0
-        if n:
-            bins = torch.where(has, inst, torch.full_like(inst, n))
-            p_cls = prob.flatten(1).gather(0, sem[None])[0]
-            area = torch.bincount(bins, minlength=n + 1)[:n].clamp(min=1)
-            mean_p = torch.bincount(bins, weights=p_cls.double(), minlength=n + 1)[:n] / area
-            score = seed_score.double() * mean_p
-            keep = score >= self.score_threshold
-            new_id = torch.cumsum(keep.long(), 0) - 1
-            safe = inst.clamp(min=0)
-            inst = torch.where(has & keep.index_select(0, safe), new_id.index_select(0, safe),
-                               torch.full_like(inst, -1))
-            has, score = inst >= 0, score[keep]
-        else:
-            score = torch.zeros(0, dtype=torch.float64, device=prob.device)
-        thing_px = is_thing.index_select(0, sem)
-        semantic = torch.where(thing_px & ~has, torch.full_like(sem, self.void_id), sem)
-        return grid_result(semantic.view(h, w), (inst + 1).view(h, w), score, prob, is_thing,
-                           min_stuff_area=self.min_stuff_area, void_id=self.void_id,
-                           label_divisor=self.label_divisor, out_size=out_size)
+        return labelled_instances_result(
+            semantic, inst_map, classes.numel(), prob, is_thing, seed_scores=seed_score,
+            score_threshold=self.score_threshold, min_stuff_area=self.min_stuff_area,
+            void_id=self.void_id, label_divisor=self.label_divisor, out_size=out_size)
