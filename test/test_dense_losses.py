@@ -10,8 +10,8 @@ from panoptic_ros.models.dense_detections.losses import (LossConfig, bootstrappe
                                                          dense_detections_loss, iou_loss,
                                                          mask_loss, mask_loss_from_maps,
                                                          sigmoid_focal_loss)
-from panoptic_ros.models.dense_detections.targets import (box_instance_map, compute_targets,
-                                                          instance_boxes)
+from panoptic_ros.models.dense_detections.targets import box_instance_map, compute_targets
+from panoptic_ros.models.geometry import instance_boxes
 from panoptic_ros.models.dense_detections.oracle import oracle_outputs
 from test_dense_detections import STRIDES, THING_INDEX, small_model  # noqa
 

@@ -1,5 +1,6 @@
 """Box geometry shared by the architectures: IoU, exact greedy NMS, feature-map locations,
-distance-to-border boxes, boxes of index images. Pure torch on the inputs' device, vectorised.
+distance-to-border boxes, boxes of index images and of instance maps. Pure torch on the
+inputs' device, vectorised.
 """
 
 from __future__ import annotations
@@ -97,3 +98,11 @@ def index_boxes(index: torch.Tensor, n: int) -> torch.Tensor:
                         big.scatter_reduce(0, flat, ys, 'amin'),
                         zero.scatter_reduce(0, flat, xs, 'amax'),
                         zero.scatter_reduce(0, flat, ys, 'amax')], 1)
+
+
+def instance_boxes(instance: torch.Tensor) -> torch.Tensor:
+    """``[K + 1, 4]`` float boxes ``x1, y1, x2, y2`` (x2, y2 exclusive) of ids ``1..K``."""
+    k = int(instance.max()) if instance.numel() else 0
+    boxes = index_boxes(instance, k + 1)
+    boxes[:, 2:] += 1
+    return boxes.float()

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from panoptic_ros.models.geometry import locations
-from panoptic_ros.models.dense_detections.targets import instance_boxes
+from panoptic_ros.models.geometry import instance_boxes, locations
 
 IGNORE = 255
 

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from panoptic_ros.models.geometry import index_boxes
+from panoptic_ros.models.geometry import instance_boxes
 
 # FCOS size ranges m_i for strides 8..128 (the paper's "heuristic maximum object size").
 SIZE_RANGES = (0, 64, 128, 256, 512, float('inf'))
@@ -47,14 +47,6 @@ class DenseTargets:
     semantic: torch.Tensor
     instance_quarter: torch.Tensor
     boxes: torch.Tensor
-
-
-def instance_boxes(instance: torch.Tensor) -> torch.Tensor:
-    """``[K + 1, 4]`` float boxes ``x1, y1, x2, y2`` (x2, y2 exclusive) of ids ``1..K``."""
-    k = int(instance.max()) if instance.numel() else 0
-    boxes = index_boxes(instance, k + 1)
-    boxes[:, 2:] += 1
-    return boxes.float()
 
 
 def _sample(grid: torch.Tensor, stride: int, out_h: int, out_w: int) -> torch.Tensor:
