@@ -50,9 +50,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     stats = write_dataset(Path(args.out), split=args.split, num=args.num, height=args.height,
                           width=args.width, seed=args.seed, workers=args.workers,
-                          progress=not args.quiet)
-    print(f'{stats["num"]} images ({args.height}x{args.width}, split {args.split}) written to '
-          f'{args.out} in {stats["seconds"]:.1f} s ({stats["num"] / stats["seconds"]:.1f} '
+                          progress=not args.quiet, sequence_length=args.sequence_length,
+                          frame_rate=args.frame_rate)
+    what = (f'{stats["num"]} sequences of {args.sequence_length} frames at '
+            f'{args.frame_rate:g} Hz' if args.sequence_length else f'{stats["num"]} images')
+    print(f'{what} ({args.height}x{args.width}, split {args.split}) written to '
+          f'{args.out} in {stats["seconds"]:.1f} s ({stats["images"] / stats["seconds"]:.1f} '
           f'images/s, {stats["workers"]} workers)')
     return 0
 
@@ -101,10 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
                        'them in the Cityscapes layout, with panoptic ground truth.')
     p.add_argument('--out', required=True, help='dataset root to write into')
     p.add_argument('--split', default='train', help='split name (train, val, test, ...)')
-    p.add_argument('--num', type=int, default=100, help='number of images')
+    p.add_argument('--num', type=int, default=100,
+                   help='number of images (of sequences with --sequence-length)')
     p.add_argument('--height', type=int, default=512)
     p.add_argument('--width', type=int, default=1024)
     p.add_argument('--seed', type=int, default=0, help='same seed, same images')
+    p.add_argument('--sequence-length', type=int, metavar='N',
+                   help='render video: N frames per scene while the camera drives and traffic '
+                   'moves, objects keeping their ids (Cityscapes video naming '
+                   '<city>_<sequence>_<frame>)')
+    p.add_argument('--frame-rate', type=float, default=10.0,
+                   help='frames per second of --sequence-length video (default 10, as '
+                   'KITTI-STEP)')
     p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_synth)
@@ -139,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', help='write results JSON (panoptic pq layout + miou) here')
     p.add_argument('--predictions', help='write COCO panoptic predictions (PNGs + '
                    'predictions.json) into this folder')
+    p.add_argument('--video', action='store_true', help='the split is video (panoptic synth '
+                   '--sequence-length, Cityscapes-VPS): frames in sequence order through the '
+                   'tracker; adds STQ, AQ, VPQ and id switches of the track ids and of the '
+                   'per-frame ids')
+    p.add_argument('--track-iou', type=float,
+                   help='--video: the tracker\'s mask IoU threshold (default: the node\'s)')
+    p.add_argument('--track-max-age', type=int,
+                   help='--video: frames a track survives unmatched (default: the node\'s)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_deferred('panoptic_ros.evaluation.run', 'run_eval'))
 

@@ -106,3 +106,31 @@ def test_bad_input_is_refused():
         stq.add(0, frame(1), np.full((4, 8), 40 * D))
     with pytest.raises(ValueError, match='windows'):
         VPQAccumulator(LABELS, windows=(0,))
+
+
+def _switches(gts, preds):
+    from panoptic_ros.evaluation.video import IdSwitchCounter
+
+    counter = IdSwitchCounter(LABELS)
+    for g, p in zip(gts, preds):
+        counter.add('seq', g, p)
+    return counter.summarize()
+
+
+def test_id_switches_count_changes_of_the_matched_id():
+    gts = [frame(7) for _ in range(5)]
+    assert _switches(gts, [frame(3)] * 5) == {'id_switches': 0, 'tracked_objects': 1,
+                                              'per_100': 0.0}
+    # 3 3 4 4 3: two switches (away and back)
+    r = _switches(gts, [frame(i) for i in (3, 3, 4, 4, 3)])
+    assert (r['id_switches'], r['per_100']) == (2, 200.0)
+
+
+def test_a_missed_frame_or_a_half_mask_is_no_switch():
+    gts = [frame(7) for _ in range(3)]
+    # missed in frame 1 (road predicted), same id after the gap: no switch
+    assert _switches(gts, [frame(3), frame(None), frame(3)])['id_switches'] == 0
+    # in frame 1 only half the car carries id 4 (IoU 0.5 is not a match): no switch either
+    assert _switches(gts, [frame(3), frame(3, split=4), frame(3)])['id_switches'] == 0
+    # an object never matched is not a tracked object
+    assert _switches(gts, [frame(None)] * 3)['tracked_objects'] == 0

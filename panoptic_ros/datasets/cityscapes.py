@@ -2,6 +2,12 @@
 
 Ground truth is read either from ``gtFine/<split>/<city>/*_gtFine_instanceIds.png`` or from the
 panoptic JSON + PNGs (``gtFine/cityscapes_panoptic_<split>.json``); both give the same sample.
+
+Images are named ``<city>_<sequence>_<frame>``; frames of one sequence are consecutive in the
+dataset's order (:meth:`CityscapesDataset.sequence`). Cityscapes' own stills are one
+annotated frame per sequence; ``panoptic synth --sequence-length`` and Cityscapes-VPS have
+several, whose objects keep their segment ids (:attr:`~panoptic_ros.datasets.sample.Sample.track`
+with ``tracks=True``).
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ class CityscapesDataset:
         split: ``train``, ``val``, ...
         source: ``'instanceIds'`` or ``'panoptic'``: which ground-truth files to read.
         label_set: classes (default: the 19 Cityscapes evaluation classes).
+        tracks: fill :attr:`Sample.track` (the objects' ids, for video metrics).
     """
 
     def __init__(self, root: str | Path, split: str, source: str = 'panoptic',
-                 label_set: LabelSet | None = None) -> None:
+                 label_set: LabelSet | None = None, tracks: bool = False) -> None:
         self.root, self.split, self.source = Path(root), split, source
+        self.tracks = tracks
         self.label_set = label_set or cityscapes()
         if source not in ('panoptic', 'instanceIds'):
             raise PanopticError(f"source must be 'panoptic' or 'instanceIds', got {source!r}")
@@ -66,13 +74,24 @@ class CityscapesDataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def sequence(self, index: int) -> tuple[str, int]:
+        """``(sequence, frame)`` of an image: ``('alderley_000004', 19)`` for
+        ``alderley_000004_000019``."""
+        seq, _, frame = self.stems[index].rpartition('_')
+        try:
+            return seq, int(frame)
+        except ValueError:
+            raise PanopticError(f'{self.images[index]}: not a Cityscapes name '
+                                '(<city>_<sequence>_<frame>_leftImg8bit.png)') from None
+
     def __getitem__(self, index: int) -> Sample:
         stem = self.stems[index]
         image = read_rgb(self.images[index])
         if self.source == 'panoptic':
             ann = self._anns[stem]
             ids = read_id_png(self._pan_dir / ann['file_name'])
-            return sample_from_panoptic(image, ids, ann['segments_info'], self.label_set, stem)
+            return sample_from_panoptic(image, ids, ann['segments_info'], self.label_set, stem,
+                                        self.tracks)
         return self._from_instance_ids(image, stem)
 
     def _from_instance_ids(self, image: np.ndarray, stem: str) -> Sample:
@@ -93,4 +112,5 @@ class CityscapesDataset:
         lut = np.zeros(int(inst.max()) + 1, np.int32)
         lut[uniq] = np.arange(1, len(uniq) + 1)
         instance = np.where(is_inst, lut[inst], 0)
-        return Sample.from_maps(image, semantic, instance, self.label_set, stem)
+        track = np.where(is_inst, inst, 0).astype(np.int64) if self.tracks else None
+        return Sample.from_maps(image, semantic, instance, self.label_set, stem, track)

@@ -38,6 +38,9 @@ class Sample:
         label_set: the classes.
         name: image identifier (file stem).
         segments: every segment, in increasing panoptic id.
+        track: ``[H, W] int64`` the dataset's own id of each thing instance's pixels (its
+            segment id, which video datasets keep for an object through a sequence), 0
+            elsewhere; ``None`` unless the dataset was asked for it.
     """
 
     image: np.ndarray
@@ -47,16 +50,18 @@ class Sample:
     label_set: LabelSet = field(repr=False)
     name: str = ''
     segments: tuple[Segment, ...] = ()
+    track: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_maps(cls, image, semantic, instance, label_set: LabelSet,
-                  name: str = '') -> 'Sample':
+                  name: str = '', track: np.ndarray | None = None) -> 'Sample':
         """Build a sample and compute its segments from the label images."""
         if image.shape[:2] != semantic.shape or semantic.shape != instance.shape:
             raise PanopticError(f'{name}: image {image.shape}, semantic {semantic.shape} and '
                                 f'instance {instance.shape} sizes differ')
         sample = cls(image, semantic.astype(np.uint16, copy=False),
-                     instance.astype(np.int32, copy=False), label_set.void_id, label_set, name)
+                     instance.astype(np.int32, copy=False), label_set.void_id, label_set, name,
+                     track=track)
         return replace(sample, segments=sample._compute_segments())
 
     def panoptic(self, label_divisor: int = LABEL_DIVISOR) -> np.ndarray:
@@ -85,11 +90,12 @@ class Sample:
 
 
 def sample_from_panoptic(image: np.ndarray, ids: np.ndarray, segments_info: Sequence[Mapping],
-                         label_set: LabelSet, name: str = '') -> Sample:
+                         label_set: LabelSet, name: str = '', track: bool = False) -> Sample:
     """A sample from a COCO-format panoptic id image and its ``segments_info``.
 
     Category ids are dataset ids of ``label_set``; thing segments that are not crowd get
-    instance ids 1..N in the order listed; ids not listed are void.
+    instance ids 1..N in the order listed; ids not listed are void. ``track``: also fill
+    :attr:`Sample.track` with those segments' ids.
     """
     n = len(segments_info)
     seg_ids = np.empty(n, np.int64)
@@ -107,4 +113,9 @@ def sample_from_panoptic(image: np.ndarray, ids: np.ndarray, segments_info: Sequ
     inst_lut = np.zeros(len(sem_lut), np.int32)
     sem_lut[seg_ids] = cls_ids
     inst_lut[seg_ids] = inst_ids
-    return Sample.from_maps(image, sem_lut[ids], inst_lut[ids], label_set, name)
+    tracks = None
+    if track:
+        track_lut = np.zeros(len(sem_lut), np.int64)
+        track_lut[seg_ids] = np.where(inst_ids > 0, seg_ids, 0)
+        tracks = track_lut[ids]
+    return Sample.from_maps(image, sem_lut[ids], inst_lut[ids], label_set, name, tracks)

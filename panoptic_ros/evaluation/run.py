@@ -22,6 +22,8 @@ def run_eval(args: argparse.Namespace) -> int:
     engine, spec, card = create_engine(args.engine, weights, device=args.device,
                                        precision=args.precision, batch=args.batch)
     labels = spec.label_set()
+    if args.video:
+        return _run_video(args, weights, engine, spec)
     dataset = open_dataset({'format': args.format}, args.data, args.split, labels)
     num = len(dataset) if args.num is None else min(args.num, len(dataset))
     predictor = Predictor(engine, spec)
@@ -52,4 +54,51 @@ def run_eval(args: argparse.Namespace) -> int:
                           {'annotations': annotations, 'categories': list(cats.values())})
         print(f'COCO panoptic predictions written to {args.predictions} (predictions.json, '
               f'panoptic/)')
+    return 0
+
+
+def _run_video(args: argparse.Namespace, weights: Path, engine, spec) -> int:
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from panoptic_ros.datasets.cityscapes import CityscapesDataset
+    from panoptic_ros.errors import PanopticError
+    from panoptic_ros.evaluation.evaluate import categories
+    from panoptic_ros.evaluation.pq import format_pq_table
+    from panoptic_ros.evaluation.sequences import evaluate_sequences, format_video_table
+    from panoptic_ros.fileio import atomic_write_json
+    from panoptic_ros.inference import Predictor
+    from panoptic_ros.tracking import TrackerConfig
+
+    if args.format != 'cityscapes' or args.predictions or args.batch != 1:
+        raise PanopticError('--video reads Cityscapes-layout sequences frame by frame: no '
+                            '--format coco, --predictions or --batch')
+    labels = spec.label_set()
+    cfg = TrackerConfig()
+    cfg = replace(cfg, **{k: v for k, v in (('iou_threshold', args.track_iou),
+                                            ('max_age', args.track_max_age)) if v is not None})
+    dataset = CityscapesDataset(args.data, args.split, label_set=labels, tracks=True)
+    num = len(dataset) if args.num is None else min(args.num, len(dataset))
+    bar = tqdm(total=num, unit='frame', disable=args.quiet)
+    t0 = time.perf_counter()
+    out = evaluate_sequences(Predictor(engine, spec), dataset, labels, {'tracker': cfg},
+                             num=num, on_frame=bar.update)
+    bar.close()
+    results = out['image']
+    print(format_pq_table(results, categories(labels)))
+    print(f'{"mIoU":22s}| {100 * results["miou"]:5.1f}')
+    print(format_video_table(out['video']))
+    print(f'{num} frames in {out["sequences"]} sequences of {args.data} ({args.split}) with '
+          f'{weights.name} on {args.engine} ({args.device}), tracker IoU '
+          f'{cfg.iou_threshold:g}, max age {cfg.max_age}, in {time.perf_counter() - t0:.1f} s')
+    results['video'] = out['video']
+    results['meta'] = {'weights': str(weights), 'engine': args.engine, 'device': args.device,
+                       'data': str(args.data), 'split': args.split, 'images': num,
+                       'sequences': out['sequences'], 'input_size': list(spec.input_size),
+                       'tracker': {'iou_threshold': cfg.iou_threshold,
+                                   'max_age': cfg.max_age}}
+    if args.out:
+        atomic_write_json(args.out, results, indent=4)
+        print(f'results written to {args.out}')
     return 0

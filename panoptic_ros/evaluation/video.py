@@ -26,6 +26,12 @@ every sequence (stride 1) adds to the statistics of ``w``; ``VPQ`` is the mean o
 ``VPQ^w`` over the window sizes. Cityscapes-VPS annotates every fifth frame and uses ``k = 0,
 5, 10, 15`` frames, i.e. windows of 1 to 4 annotated frames: ``windows=(1, 2, 3, 4)`` here,
 over the frames that have ground truth.
+
+**ID switches** (IDSW of the CLEAR MOT metrics, Bernardin and Stiefelhagen 2008): in every
+frame, each ground-truth object is matched to the predicted segment of its class with IoU
+above 0.5 (unique, as in PQ); a switch is a ground-truth track matched to another predicted id
+than at its previous match. Reported per 100 ground-truth tracks that were matched at least
+once ("tracked objects").
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from panoptic_ros.evaluation.pq import PQAccumulator, SegmentTable
 from panoptic_ros.labels import LabelSet
 
 VPS_WINDOWS = (1, 2, 3, 4)
+VIDEO_DIVISOR = 1 << 20    # label divisor of video maps: track ids of hours of video stay below
 
 
 def _tracks(ids: np.ndarray) -> dict[int, int]:
@@ -167,8 +174,59 @@ class VPQAccumulator:
                 self.acc[w].add(g, _table(g, self.divisor, self.is_thing, True), p,
                                 _table(p, self.divisor, self.is_thing, False), void=-1)
 
+    def end(self, sequence: Hashable) -> None:
+        """Forget the last frames of a finished sequence."""
+        self._recent.pop(sequence, None)
+
     def summarize(self) -> dict:
         """``{'vpq': mean over windows, 'windows': {w: panoptic pq layout}}`` (PQ in 0-1)."""
         per = {w: a.summarize() for w, a in self.acc.items()}
         return {'vpq': float(np.mean([r['All']['pq'] for r in per.values()])),
                 'windows': per}
+
+
+class IdSwitchCounter:
+    """ID switches over frames added in order, sequence by sequence.
+
+    Args:
+        labels: the label set (``is_thing``).
+        label_divisor: of the panoptic maps.
+    """
+
+    def __init__(self, labels: LabelSet, label_divisor: int = 1000) -> None:
+        self.is_thing = np.asarray(labels.is_thing, bool)
+        self.divisor = int(label_divisor)
+        self.switches = 0
+        self._last: dict[tuple[Hashable, int], int] = {}
+
+    def add(self, sequence: Hashable, gt: np.ndarray, pred: np.ndarray) -> None:
+        """The next frame of ``sequence``: ``[H, W]`` panoptic maps (void -1)."""
+        gt = np.asarray(gt, np.int64).ravel()
+        pred = np.asarray(pred, np.int64).ravel()
+        c = len(self.is_thing)
+        gt_cls = np.where(gt >= 0, gt // self.divisor, -1)
+        track = (gt_cls >= 0) & self.is_thing[np.clip(gt_cls, 0, c - 1)] & \
+            (gt % self.divisor != 0)
+        pr_cls = np.where(pred >= 0, pred // self.divisor, -1)
+        pr_thing = (pr_cls >= 0) & self.is_thing[np.clip(pr_cls, 0, c - 1)]
+        g_ids, g_area = np.unique(gt[track], return_counts=True)
+        p_ids, p_area = np.unique(pred[pr_thing & (gt >= 0)], return_counts=True)
+        both = track & pr_thing & (gt_cls == pr_cls)
+        if not both.any():
+            return
+        pairs, inter = np.unique(np.stack([gt[both], pred[both]], 1), axis=0,
+                                 return_counts=True)
+        ga = g_area[np.searchsorted(g_ids, pairs[:, 0])]
+        pa = p_area[np.searchsorted(p_ids, pairs[:, 1])]
+        matched = inter / (ga + pa - inter) > 0.5
+        for g, p in pairs[matched].tolist():
+            last = self._last.get((sequence, g))
+            if last is not None and last != p:
+                self.switches += 1
+            self._last[(sequence, g)] = p
+
+    def summarize(self) -> dict:
+        """``{'id_switches', 'tracked_objects', 'per_100'}``."""
+        tracked = len(self._last)
+        return {'id_switches': self.switches, 'tracked_objects': tracked,
+                'per_100': 100.0 * self.switches / tracked if tracked else 0.0}

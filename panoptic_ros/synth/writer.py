@@ -9,6 +9,14 @@ Layout (what cityscapesscripts and Cityscapes loaders read)::
 
 Image ``i`` of seed ``s`` is drawn from ``numpy.random.default_rng([s, i])``, so the output is
 the same for any number of workers.
+
+With ``sequence_length`` N, sequence ``i`` is N frames of the world of image ``i`` while the
+camera drives (:meth:`~panoptic_ros.synth.scene.SceneRenderer.render_sequence`), named as
+Cityscapes names its video frames, ``<city>_<sequence>_<frame>`` (``alderley_000004_000000``
+.. ``_0000NN``), and every object keeps its ``instanceIds`` value, hence its panoptic segment
+id, in all frames of its sequence: the ground-truth track ids of Cityscapes-VPS, whose
+sequences are Cityscapes video snippets in the same layout. Image records in the panoptic
+JSON carry ``sequence`` and ``frame``.
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ from panoptic_ros.parallel import process_pool
 CITIES = ('alderley', 'brookmere', 'castleton', 'dunmore')
 
 
-def image_name(i: int) -> tuple[str, str]:
-    """``(city, stem)`` of image ``i``, e.g. ``('alderley', 'alderley_000004_000019')``."""
+def image_name(i: int, frame: int = 19) -> tuple[str, str]:
+    """``(city, stem)`` of image ``i`` (a still: Cityscapes' annotated frame 19), or of frame
+    ``frame`` of sequence ``i``, e.g. ``('alderley', 'alderley_000004_000019')``."""
     city = CITIES[i % len(CITIES)]
-    return city, f'{city}_{i:06d}_000019'
+    return city, f'{city}_{i:06d}_{frame:06d}'
 
 
 @lru_cache(maxsize=1)
@@ -61,22 +70,38 @@ def _write_png(path: Path, array: np.ndarray, photo: bool = False) -> None:
 _STATE: dict = {}
 
 
-def _init(root: str, split: str, height: int, width: int, seed: int) -> None:
+def _init(root: str, split: str, height: int, width: int, seed: int,
+          sequence_length: int | None = None, frame_rate: float = 10.0) -> None:
     from panoptic_ros.synth.scene import SceneRenderer
 
-    _STATE.update(root=Path(root), split=split, seed=seed,
-                  renderer=SceneRenderer(height, width))
+    _STATE.update(root=Path(root), split=split, seed=seed, length=sequence_length,
+                  rate=frame_rate, renderer=SceneRenderer(height, width))
 
 
-def _render_one(i: int) -> dict:
+def _render_one(i: int) -> list[dict]:
+    """Image ``i``, or every frame of sequence ``i``: their JSON records."""
+    seed, length = _STATE['seed'], _STATE['length']
+    if length is None:
+        scene = _STATE['renderer'].render(np.random.default_rng([seed, i]))
+        return [_write(i, 19, *scene)]
+    frames = _STATE['renderer'].render_sequence([seed, i], length, _STATE['rate'])
+    items = []
+    for k, scene in enumerate(frames):
+        item = _write(i, k, *scene)
+        item['image'].update(sequence=image_name(i)[1].rsplit('_', 1)[0], frame=k)
+        items.append(item)
+    return items
+
+
+def _write(i: int, frame: int, image: np.ndarray, label: np.ndarray,
+           instance: np.ndarray) -> dict:
     import cv2
 
     from panoptic_ros.datasets.cityscapes_panoptic import instance_ids_to_panoptic
     from panoptic_ros.encoding import id_to_bgr
 
     root, split = _STATE['root'], _STATE['split']
-    image, label, instance = _STATE['renderer'].render(np.random.default_rng([_STATE['seed'], i]))
-    city, stem = image_name(i)
+    city, stem = image_name(i, frame)
     img_dir = root / 'leftImg8bit' / split / city
     gt_dir = root / 'gtFine' / split / city
     _write_png(img_dir / f'{stem}_leftImg8bit.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
@@ -96,26 +121,32 @@ def _render_one(i: int) -> dict:
 
 
 def write_dataset(root: Path, split: str, num: int, height: int, width: int, seed: int,
-                  workers: int | None = None, progress: bool = True) -> dict:
-    """Render ``num`` scenes into ``root``; returns ``{'num', 'seconds', 'workers'}``."""
+                  workers: int | None = None, progress: bool = True,
+                  sequence_length: int | None = None, frame_rate: float = 10.0) -> dict:
+    """Render ``num`` scenes (or ``num`` sequences of ``sequence_length`` frames at
+    ``frame_rate`` Hz) into ``root``; returns ``{'num', 'images', 'seconds', 'workers'}``."""
     from panoptic_ros.datasets.cityscapes_panoptic import panoptic_categories
     from panoptic_ros.fileio import atomic_write_json
 
     if num < 1 or height < 64 or width < 64:
         raise PanopticError(f'need num >= 1 and a size of at least 64x64, got num={num}, '
                             f'{height}x{width}')
+    if sequence_length is not None and (sequence_length < 1 or frame_rate <= 0):
+        raise PanopticError(f'need a sequence length >= 1 and a positive frame rate, got '
+                            f'{sequence_length} frames at {frame_rate} Hz')
     start = time.perf_counter()
     for city in CITIES[:num]:
         (root / 'leftImg8bit' / split / city).mkdir(parents=True, exist_ok=True)
         (root / 'gtFine' / split / city).mkdir(parents=True, exist_ok=True)
     (root / 'gtFine' / f'cityscapes_panoptic_{split}').mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, num))
-    init_args = (str(root), split, height, width, seed)
+    init_args = (str(root), split, height, width, seed, sequence_length, frame_rate)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=num, desc=f'synth {split}', unit='img')
+        bar = tqdm(total=num, desc=f'synth {split}',
+                   unit='img' if sequence_length is None else 'seq')
     items = []
     with contextlib.ExitStack() as stack:
         if workers == 1:
@@ -125,9 +156,10 @@ def write_dataset(root: Path, split: str, num: int, height: int, width: int, see
             # rendering alternates Python drawing and OpenCV calls: OpenCV keeps its threads
             pool = stack.enter_context(process_pool(workers, _init, init_args,
                                                     opencv_single=False))
-            results = pool.imap(_render_one, range(num), chunksize=4)
-        for item in results:
-            items.append(item)
+            results = pool.imap(_render_one, range(num),
+                                chunksize=4 if sequence_length is None else 1)
+        for rendered in results:
+            items += rendered
             if bar is not None:
                 bar.update()
     if bar is not None:
@@ -137,4 +169,5 @@ def write_dataset(root: Path, split: str, num: int, height: int, width: int, see
         'annotations': [it['annotation'] for it in items],
         'categories': panoptic_categories(),
     }, indent=None)
-    return {'num': num, 'seconds': time.perf_counter() - start, 'workers': workers}
+    return {'num': num, 'images': len(items), 'seconds': time.perf_counter() - start,
+            'workers': workers}
