@@ -7,6 +7,12 @@ the live tracks of the same class by mask IoU on the post-processing grid (the r
 ``max_age`` frames (short occlusions, missed detections) and opens new ids for unmatched
 instances. Ids are never reused.
 
+With ``predict_motion`` a track's mask is first moved by its constant-velocity prediction:
+the displacement of its centroid between its last two matches, times the frames since it was
+last seen. Objects that move a large part of their own size per frame (near ones, at 10 Hz
+from a moving car) keep their track where the plain last-mask IoU would drop under the
+threshold.
+
 Assignment is greedy by IoU: each round pairs every instance and track that are each other's
 best remaining match (what greedy matching by decreasing IoU picks, all at once). With a
 threshold of at least 0.5 the matching is unique (disjoint masks cannot both overlap one mask
@@ -35,6 +41,7 @@ class TrackerConfig:
 
     iou_threshold: float = 0.3     # mask IoU a match needs
     max_age: int = 5               # frames a track survives unmatched
+    predict_motion: bool = True    # move a track's mask by its velocity before matching
 
     def __post_init__(self) -> None:
         if not 0.0 < self.iou_threshold <= 1.0:
@@ -82,6 +89,8 @@ class InstanceTracker:
         empty = torch.zeros(0, dtype=torch.long)
         self.cells, self.owner = empty, empty      # [M] flat cell, [M] track slot
         self.classes, self.ids, self.ages = empty, empty, empty     # [K] per track
+        self.centre = torch.zeros(0, 2)            # [K, 2] (y, x) at the last match
+        self.velocity = torch.zeros(0, 2)          # [K, 2] cells per frame
 
     def update(self, result: PanopticResult) -> torch.Tensor:
         """Track ids of this frame's segments: ``[S] int64``, 0 for stuff, in the order of
@@ -90,10 +99,12 @@ class InstanceTracker:
         device = grid.device
         if self._grid != tuple(grid.shape) or self.ids.device != device:
             self.reset()
-            self.cells, self.owner, self.classes, self.ids, self.ages = (
-                t.to(device) for t in (self.cells, self.owner, self.classes, self.ids,
-                                       self.ages))
+            (self.cells, self.owner, self.classes, self.ids, self.ages, self.centre,
+             self.velocity) = (t.to(device) for t in (self.cells, self.owner, self.classes,
+                                                      self.ids, self.ages, self.centre,
+                                                      self.velocity))
             self._grid = tuple(grid.shape)
+        height, width = grid.shape
         inst = grid.flatten().long()                                  # 0, 1..n
         thing = result.segment_is_thing.to(device)
         seg_inst = result.segment_instance_ids.to(device).long()
@@ -103,15 +114,28 @@ class InstanceTracker:
         cls = cls[1:]                                                 # [n] class of 1..n
         cur_cells = torch.nonzero(inst > 0).flatten()
         cur_inst = inst[cur_cells] - 1                                # [C] 0..n-1
+        area = torch.bincount(cur_inst, minlength=n).float()
+        centre = torch.stack([torch.bincount(cur_inst, weights=(cur_cells // width).float(),
+                                             minlength=n),
+                              torch.bincount(cur_inst, weights=(cur_cells % width).float(),
+                                             minlength=n)], 1) / area.clamp(min=1)[:, None]
         k = self.ids.numel()
         match = torch.full((n,), -1, dtype=torch.long, device=device)
         if n and k:
             # overlap of every instance with every track: the instance id under each track
-            # cell, counted per (instance, track) pair
-            under = inst[self.cells]                                  # 0: none
+            # cell (moved by the track's predicted displacement), counted per (instance,
+            # track) pair
+            cells = self.cells
+            if self.config.predict_motion:
+                shift = torch.round(self.velocity * (self.ages + 1)[:, None]).long()[self.owner]
+                y, x = cells // width + shift[:, 0], cells % width + shift[:, 1]
+                inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+                cells = torch.where(inside, y * width + x, torch.zeros_like(cells))
+            under = inst[cells]                                       # 0: none
+            if self.config.predict_motion:
+                under = torch.where(inside, under, torch.zeros_like(under))
             inter = torch.bincount(under * k + self.owner,
                                    minlength=(n + 1) * k).view(n + 1, k)[1:].float()
-            area = torch.bincount(cur_inst, minlength=n).float()
             t_area = torch.bincount(self.owner, minlength=k).float()
             iou = inter / (area[:, None] + t_area[None, :] - inter).clamp(min=1)
             iou = torch.where(cls[:, None] == self.classes[None, :], iou,
@@ -127,6 +151,11 @@ class InstanceTracker:
         # max_age, new ones join
         matched = torch.zeros(k, dtype=torch.bool, device=device)
         matched[match[~new]] = True
+        velocity = torch.zeros(n, 2, device=device)
+        if bool((~new).any()):      # displacement since the last match, per frame elapsed
+            prev = match[~new]
+            velocity[~new] = (centre[~new] - self.centre[prev]) / \
+                (self.ages[prev] + 1)[:, None].float()
         ages = self.ages + 1
         keep_old = ~matched & (ages <= self.config.max_age)          # [K]
         n_keep = int(keep_old.sum())
@@ -139,6 +168,8 @@ class InstanceTracker:
         self.ids = torch.cat([self.ids[keep_old], track_of])
         self.ages = torch.cat([ages[keep_old], torch.zeros(n, dtype=torch.long,
                                                             device=device)])
+        self.centre = torch.cat([self.centre[keep_old], centre])
+        self.velocity = torch.cat([self.velocity[keep_old], velocity])
         out = torch.zeros(seg_inst.numel(), dtype=torch.long, device=device)
         if n:
             out[thing] = track_of[seg_inst[thing] - 1]

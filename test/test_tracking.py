@@ -138,3 +138,15 @@ def test_bad_parameters_are_refused():
         TrackerConfig(iou_threshold=0)
     with pytest.raises(ValueError, match='max_age'):
         TrackerConfig(max_age=-1)
+
+
+def test_motion_prediction_keeps_an_accelerating_car():
+    """A 4x4 car moving 2, 2, 3, 3, 4, 4 cells a frame: from 3 cells on, its last mask
+    overlaps the new one by IoU 1/7, under the threshold; moved by the velocity of its last
+    two matches, by 3/5 or more."""
+    steps = [0, 2, 2, 3, 3, 4, 4]
+    xs = np.cumsum(steps)
+    for motion in (False, True):
+        tr = InstanceTracker(TrackerConfig(iou_threshold=0.3, predict_motion=motion))
+        ids = [_tracks(tr, result_of([(CAR, 4, int(x), 4)], w=40))[1] for x in xs]
+        assert (len(set(ids)) == 1) is motion, (motion, ids)
