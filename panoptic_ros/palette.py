@@ -2,6 +2,8 @@
 
 Stuff gets its class colour. Each instance gets its own shade of its class colour, a step in
 lightness and hue (:func:`shade_table`); touching instances of a class get shades far apart.
+Given track ids, an instance starts from the shade of its track, so that one object keeps its
+colour from frame to frame.
 Instance outlines are white or black, whichever stands out more on the instance's shade.
 """
 
@@ -65,38 +67,46 @@ def _instance_classes(semantic: np.ndarray, instance: np.ndarray, n: int) -> np.
     return cls_of
 
 
-def _assign_shades(cls_of: np.ndarray, pairs: np.ndarray, colors: np.ndarray) -> np.ndarray:
+def _assign_shades(cls_of: np.ndarray, pairs: np.ndarray, colors: np.ndarray,
+                   shade_keys: np.ndarray | None = None) -> np.ndarray:
     """``[n + 1, 3] int64`` shade of each instance id (row 0 unused).
 
-    In id order, each instance takes the first shade of its class, starting at its rank among
-    the instances of its class, that keeps :data:`TOUCHING_DISTANCE` from the shades of the
-    touching instances of its class already shaded (else the farthest one)."""
+    In id order (or in ``shade_keys`` order, e.g. track ids), each instance takes the first
+    shade of its class, starting at its rank among the instances of its class (or at its
+    ``shade_keys`` entry), that keeps :data:`TOUCHING_DISTANCE` from the shades of the touching
+    instances of its class already shaded (else the farthest one). With keys, the shades depend
+    on the keys and on which objects touch, not on the frame's ids."""
     n = len(cls_of) - 1
     shades = np.zeros((n + 1, 3), np.int64)
     same = pairs[(pairs > 0).all(1)]
     same = same[cls_of[same[:, 0]] == cls_of[same[:, 1]]]
     touching: dict[int, set] = {}
-    keys = np.unique(same.max(1).astype(np.int64) * (n + 1) + same.min(1))
-    for later, earlier in zip((keys // (n + 1)).tolist(), (keys % (n + 1)).tolist()):
-        touching.setdefault(later, set()).add(earlier)     # only earlier ids matter
+    codes = np.unique(same.max(1).astype(np.int64) * (n + 1) + same.min(1))
+    for a, b in zip((codes // (n + 1)).tolist(), (codes % (n + 1)).tolist()):
+        touching.setdefault(a, set()).add(b)
+        touching.setdefault(b, set()).add(a)
+    ids = [i for i in np.flatnonzero(cls_of >= 0).tolist() if i]
+    if shade_keys is not None:
+        ids.sort(key=lambda i: (int(shade_keys[i]), i))
     tables: dict[int, np.ndarray] = {}
     rank: dict[int, int] = {}
-    for i in np.flatnonzero(cls_of >= 0).tolist():
-        if i == 0:
-            continue
+    done: set[int] = set()
+    for i in ids:
         c = int(cls_of[i])
         if c not in tables:
             tables[c] = shade_table(colors[min(c, len(colors) - 1)]).astype(np.int64)
         table = tables[c]
-        order = (rank.get(c, 0) + np.arange(len(table))) % len(table)
+        start = rank.get(c, 0) if shade_keys is None else int(shade_keys[i])
+        order = (start + np.arange(len(table))) % len(table)
         rank[c] = rank.get(c, 0) + 1
-        near = sorted(touching.get(i, ()))
+        near = sorted(touching.get(i, set()) & done)
         pick = order[0]
         if near:
             d = np.linalg.norm(table[order][:, None, :] - shades[near][None], axis=-1).min(1)
             ok = np.flatnonzero(d >= TOUCHING_DISTANCE)
             pick = order[ok[0]] if ok.size else order[int(d.argmax())]
         shades[i] = table[pick]
+        done.add(i)
     return shades
 
 
@@ -106,7 +116,8 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
 
 def panoptic_index(semantic: np.ndarray, instance: np.ndarray, label_set: LabelSet,
                    outline: int = 0, instance_classes: np.ndarray | None = None,
-                   alpha: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                   alpha: float = 1.0, shade_keys: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """The panoptic colouring as an index image and its colour table.
 
     Args:
@@ -119,6 +130,8 @@ def panoptic_index(semantic: np.ndarray, instance: np.ndarray, label_set: LabelS
             knows them (saves reading them from the maps).
         alpha: weight the colours will be blended with over a camera image, to choose the
             outline colour that contrasts with what is seen.
+        shade_keys: ``[n + 1]`` the shade each instance id starts from (track ids: colours
+            that follow objects); None: its rank in its class.
 
     Returns:
         ``index`` (``[H, W] int32``) and ``table`` (``[N, 3] uint8``): the colours are
@@ -147,7 +160,8 @@ def panoptic_index(semantic: np.ndarray, instance: np.ndarray, label_set: LabelS
     index[(semantic >= num) & (instance == 0)] = 0
     if n:
         dx, dy, pairs = _boundaries(instance)
-        table[1:n + 1] = _assign_shades(cls_of, pairs, colors)[1:]
+        keys = None if shade_keys is None or len(shade_keys) < n + 1 else shade_keys
+        table[1:n + 1] = _assign_shades(cls_of, pairs, colors, keys)[1:]
         if outline > 0:
             edge = np.zeros(instance.shape, np.uint8)
             edge[:, 1:] |= dx

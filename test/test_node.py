@@ -111,6 +111,50 @@ def test_objects_keep_their_track_ids_from_frame_to_frame(running):
     assert all(s.track_id == 0 for s in first.segments if not s.is_thing)
 
 
+def test_the_instance_image_carries_track_ids_when_asked(tmp_path):
+    """``tracking.instance_ids: track``: panoptic/instance holds each object's track id (the
+    segment's track_id); without tracking that setting is refused at configure."""
+    domain = new_domain()
+    proc = start_node(domain, {'autostart': 'true', 'tracking.instance_ids': 'track'})
+    peer = Peer(domain)
+    try:
+        _listen(peer)
+        pub = peer.node.create_publisher(Image, 'image', 2)
+        rgb = _scene(256, 512, seed=4)
+        seen = []
+        for k in range(2):          # the second frame continues the first one's tracks
+            seg = _send_until_output(peer, pub, rgb, 1_700_000_300_000_000_000 + k, proc)
+            stamp = stamp_ns(seg.header)
+            assert peer.wait_for(lambda: _by_stamp(peer, 'instance', stamp) and
+                                 _by_stamp(peer, 'panoptic', stamp), 10.0, proc)
+            inst = np.frombuffer(_by_stamp(peer, 'instance', stamp).data, np.uint16)
+            pan = np.frombuffer(_by_stamp(peer, 'panoptic', stamp).data, np.int32)
+            things = [s for s in seg.segments if s.is_thing]
+            assert things
+            for s in things:
+                assert np.all(inst[pan == s.id] == s.track_id) and s.track_id > 0
+            assert np.all(inst[np.isin(pan, [s.id for s in seg.segments if not s.is_thing])]
+                          == 0)
+            seen.append({s.id: s.track_id for s in things})
+        assert seen[0] == seen[1]
+    finally:
+        peer.close()
+        stop_node(proc)
+    domain = new_domain()
+    proc = start_node(domain, {'autostart': 'true', 'tracking.instance_ids': 'track',
+                               'tracking.enabled': 'false'})
+    peer = Peer(domain)
+    try:
+        peer.subscribe('diagnostics', DiagnosticArray, '/diagnostics')
+        assert peer.wait_for(lambda: 'tracking.enabled' in (peer.diagnostics() or {}).get(
+            'message', ''), 60.0, proc)
+        assert peer.diagnostics()['level'] == 2
+    finally:
+        peer.close()
+        log = stop_node(proc)
+    assert "tracking.instance_ids 'track' needs tracking.enabled true" in log
+
+
 def test_label_map_reaches_a_late_subscriber(running):
     peer, _, proc = running
     peer.subscribe('label_map', LabelMap, 'panoptic/label_map', LATCHED)

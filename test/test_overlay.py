@@ -244,3 +244,57 @@ def test_colorize_for_the_bag_report():
     row = montage_row(_camera(size, colourful=True), colours, None)
     assert row.shape == (256, 3 * 512, 3)
     assert _is_outline(row[:, 512:1024]).sum() > 100
+
+
+def _renumbered(result: PanopticResult, new_of: dict) -> PanopticResult:
+    """The same segments under other instance ids (``{old: new}``), as the next frame of a
+    video may number the same objects."""
+    from dataclasses import replace
+
+    lut = torch.arange(int(result.grid_instance.max()) + 1)
+    for old, new in new_of.items():
+        lut[old] = new
+    ins = lut[result.grid_instance.long()].to(torch.int32)
+    iid = lut[result.segment_instance_ids.long()].to(torch.int32)
+    return replace(result, grid_instance=ins, segment_instance_ids=iid,
+                   grid_panoptic=torch.where(result.grid_semantic == VOID, -1,
+                                             result.grid_semantic * 1000 + ins),
+                   segment_ids=(result.segment_classes * 1000 + iid).to(torch.int32))
+
+
+def test_with_track_ids_an_object_keeps_its_colour_when_its_frame_id_changes():
+    size = (256, 512)
+    first = _result(size, 4)
+    second = _renumbered(first, {3: 5, 5: 3, 1: 4, 4: 1})   # same objects, ids shuffled
+    track_of = {3: 17, 1: 9, 5: 30, 2: 12, 4: 8, PERSON_ID: 41}      # per object, frame one
+
+    def tracks(result, frame_id_of_object):
+        ids = result.segment_instance_ids.tolist()
+        inv = {v: k for k, v in frame_id_of_object.items()}
+        return torch.tensor([track_of[inv[i]] if i else 0 for i in ids])
+
+    same = {k: k for k in track_of}
+    moved = {3: 5, 5: 3, 1: 4, 4: 1, 2: 2, PERSON_ID: PERSON_ID}
+    cam = _camera(size, colourful=False)
+    plain = [_overlay(cam, r) for r in (first, second)]
+    assert not np.array_equal(plain[0], plain[1])      # per-frame ids: colours jump
+    tracked = [image_to_rgb(overlay_image(Header(), cam, r, LABELS, alpha=ALPHA,
+                                          boundaries=True, names=False, track_ids=tracks(r, m)))
+               for r, m in ((first, same), (second, moved))]
+    np.testing.assert_array_equal(tracked[0], tracked[1])
+
+
+def test_the_instance_image_can_carry_track_ids():
+    from panoptic_ros.ros.image_io import label_array
+    from panoptic_ros.ros.outputs import instance_image
+
+    result = _result((128, 256), 2)
+    iid = result.segment_instance_ids
+    tracks = torch.where(iid > 0, iid.long() * 65535 + 7, 0)    # large ids wrap into 1..65535
+    frame_ids = label_array(instance_image(Header(), result))
+    track_img = label_array(instance_image(Header(), result, tracks))
+    assert frame_ids.dtype == track_img.dtype == np.uint16
+    for i, t in zip(iid.tolist(), tracks.tolist()):
+        if i:
+            assert np.all(track_img[frame_ids == i] == (t - 1) % 65535 + 1)
+    assert np.all(track_img[frame_ids == 0] == 0)

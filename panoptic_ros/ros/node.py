@@ -177,6 +177,8 @@ class PanopticNode(Node):
         size = (self._p('input_height'), self._p('input_width'))
         if 0 in size and size != (0, 0):
             raise PanopticError('set both input_height and input_width, or neither')
+        if self._p('tracking.instance_ids') == 'track' and not self._p('tracking.enabled'):
+            raise PanopticError("tracking.instance_ids 'track' needs tracking.enabled true")
         engine, spec, card = create_engine(
             self._p('engine'), weights, device=device, precision=self._p('precision'),
             cache_dir=self._p('cache_dir') or None, size=None if 0 in size else size)
@@ -188,8 +190,8 @@ class PanopticNode(Node):
             predictor([blank])
         self._predictor, self._labels = predictor, predictor.labels
         self._tracker = InstanceTracker(TrackerConfig(
-            self._p('tracking.iou_threshold'), self._p('tracking.max_age'))) \
-            if self._p('tracking.enabled') else None
+            self._p('tracking.iou_threshold'), self._p('tracking.max_age'),
+            self._p('tracking.predict_motion'))) if self._p('tracking.enabled') else None
         self._model_name = f'{spec.architecture} ({weights.name})'
         self._engine_desc = (f'{engine.name} {engine.device} {self._p("precision")} '
                              f'{engine.input_size[0]}x{engine.input_size[1]}')
@@ -307,7 +309,9 @@ class PanopticNode(Node):
                   if name in outputs.LABEL_OUTPUTS and pub.get_subscription_count() > 0}
         for name, out in outputs.label_messages(
                 header, rgb, result, labels, wanted, alpha=self._p('overlay_alpha'),
-                boundaries=self._p('overlay_boundaries'), names=self._p('overlay_labels')):
+                boundaries=self._p('overlay_boundaries'), names=self._p('overlay_labels'),
+                track_ids=track_ids,
+                instance_tracks=self._p('tracking.instance_ids') == 'track'):
             self._publish(self._pubs[name], out)
         timings = {'queue': (t0 - t_received) * 1e3, 'decode': (t1 - t0) * 1e3,
                    **result.timings_ms,

@@ -35,10 +35,30 @@ def semantic_image(header, result: PanopticResult, labels: LabelSet):
                        'mono16')
 
 
-def instance_image(header, result: PanopticResult):
-    """``panoptic/instance``: ``mono16`` instance ids, 0 for stuff and void."""
-    return label_image(header, _at_size(result.grid_instance, result.size, np.uint16),
-                       'mono16')
+TRACK_WRAP = 65535     # track ids in a mono16 image: 1..65535, then 1 again
+
+
+def _track_lut(result: PanopticResult, track_ids) -> np.ndarray:
+    """``[n + 1] int64``: the track id of each instance id of the result (0: none)."""
+    inst = result.segment_instance_ids.cpu().numpy().astype(np.int64)
+    lut = np.zeros(int(max(inst.max(initial=0), result.grid_instance.max().item())) + 1,
+                   np.int64)
+    lut[inst] = np.asarray(track_ids.cpu() if hasattr(track_ids, 'cpu') else track_ids)
+    return lut
+
+
+def instance_image(header, result: PanopticResult, track_ids=None):
+    """``panoptic/instance``: ``mono16`` instance ids, 0 for stuff and void; with
+    ``track_ids`` (``[S]``) the segments' track ids instead, wrapped into ``1..65535``."""
+    if track_ids is None:
+        return label_image(header, _at_size(result.grid_instance, result.size, np.uint16),
+                           'mono16')
+    lut = _track_lut(result, track_ids)
+    lut = np.where(lut > 0, (lut - 1) % TRACK_WRAP + 1, 0).astype(np.uint16)
+    grid = lut[result.grid_instance.cpu().numpy()]
+    if grid.shape != tuple(result.size):
+        grid = cv2.resize(grid, result.size[::-1], interpolation=cv2.INTER_NEAREST)
+    return label_image(header, grid, 'mono16')
 
 
 def panoptic_image(header, result: PanopticResult):
@@ -47,7 +67,7 @@ def panoptic_image(header, result: PanopticResult):
 
 
 def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: LabelSet, *,
-                  alpha: float, boundaries: bool, names: bool):
+                  alpha: float, boundaries: bool, names: bool, track_ids=None):
     """``panoptic/overlay``: ``rgb8`` camera image under the panoptic colouring.
 
     On every segment the class colour (stuff) or the instance's own shade of it (things, see
@@ -57,7 +77,8 @@ def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: Label
     ``alpha`` 0, but the outlines). Instances get white or black outlines (whichever
     contrasts), :func:`~panoptic_ros.palette.outline_px` thick or one grid pixel if more;
     ``names`` writes class names, scaled with the image and on a black halo, on instances
-    large enough to hold them.
+    large enough to hold them. With ``track_ids`` (``[S]``) an instance's shade follows its
+    track, so an object keeps its colour from frame to frame.
 
     Colours and outlines are drawn on the post-processing grid and resized; the full-size
     work is a few OpenCV passes (grey, multiply, add), so the cost hardly grows with the
@@ -72,8 +93,9 @@ def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: Label
     classes = result.segment_classes.cpu().numpy()
     known = np.full(int(max(iids.max(initial=0), ins.max(initial=0))) + 1, -1, np.int64)
     known[iids[iids > 0]] = classes[iids > 0]
+    keys = None if track_ids is None else _track_lut(result, track_ids)
     index, table = panoptic_index(sem, ins, labels, thickness, instance_classes=known,
-                                  alpha=alpha)
+                                  alpha=alpha, shade_keys=keys)
     # out = add + grey * keep / 255: the colours with weight alpha, outlines at full weight;
     # keep == 255 (void, or alpha about 0) is copied from the camera image instead
     add = np.rint(table * alpha).astype(np.uint8)
@@ -142,19 +164,22 @@ LABEL_OUTPUTS = ('semantic', 'instance', 'panoptic', 'overlay')
 
 
 def label_messages(header, rgb: np.ndarray, result: PanopticResult, labels: LabelSet,
-                   wanted, *, alpha: float = 0.5, boundaries: bool = True, names: bool = False):
+                   wanted, *, alpha: float = 0.5, boundaries: bool = True, names: bool = False,
+                   track_ids=None, instance_tracks: bool = False):
     """Yield ``(name, Image)`` for each name of :data:`LABEL_OUTPUTS` in ``wanted``, in that
     order, each made just before it is yielded (a caller can publish one while the next is
-    not made yet)."""
+    not made yet). ``track_ids`` (``[S]``) colour the overlay by track and, with
+    ``instance_tracks``, are the instance image's values."""
     if 'semantic' in wanted:
         yield 'semantic', semantic_image(header, result, labels)
     if 'instance' in wanted:
-        yield 'instance', instance_image(header, result)
+        yield 'instance', instance_image(header, result,
+                                         track_ids if instance_tracks else None)
     if 'panoptic' in wanted:
         yield 'panoptic', panoptic_image(header, result)
     if 'overlay' in wanted:
         yield 'overlay', overlay_image(header, rgb, result, labels, alpha=alpha,
-                                       boundaries=boundaries, names=names)
+                                       boundaries=boundaries, names=names, track_ids=track_ids)
 
 
 def segments_message(header, result: PanopticResult, labels: LabelSet, timings,

@@ -92,6 +92,12 @@ PARAMS = (
           'object needs with a track to continue it.', 'configure', range=(0.01, 1.0)),
     Param('tracking.max_age', 5, 'Frames a track survives without a match (occlusions, '
           'missed detections).', 'configure', range=(0, 1000)),
+    Param('tracking.predict_motion', True, "Move a track's mask by its constant-velocity "
+          'prediction before matching (fast or near objects).', 'configure'),
+    Param('tracking.instance_ids', 'frame', "Pixel values of panoptic/instance: 'frame', the "
+          "per-frame ids (segments' instance_id); 'track', the track ids (segments' track_id, "
+          'wrapped into 1..65535). Needs tracking.enabled.', 'configure',
+          choices=('frame', 'track')),
     # diagnostics
     Param('diagnostics.period', 1.0, 'Seconds between /diagnostics reports.', 'configure',
           range=(0.1, 60.0)),
