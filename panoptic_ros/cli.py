@@ -52,8 +52,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                           width=args.width, seed=args.seed, workers=args.workers,
                           progress=not args.quiet, sequence_length=args.sequence_length,
                           frame_rate=args.frame_rate)
-    what = (f'{stats["num"]} sequences of {args.sequence_length} frames at '
-            f'{args.frame_rate:g} Hz' if args.sequence_length else f'{stats["num"]} images')
+    n = stats['num']
+    what = (f'{n} sequence{"s" * (n != 1)} of {args.sequence_length} frames at '
+            f'{args.frame_rate:g} Hz' if args.sequence_length else f'{n} images')
     print(f'{what} ({args.height}x{args.width}, split {args.split}) written to '
           f'{args.out} in {stats["seconds"]:.1f} s ({stats["images"] / stats["seconds"]:.1f} '
           f'images/s, {stats["workers"]} workers)')

@@ -268,3 +268,51 @@ def test_live_replay_of_the_demo_bag_matches_offline(tmp_path):
     assert topics['/panoptic_eval/image/compressed'] == 20
     assert topics['/panoptic_eval/panoptic/segments'] >= frames['completed']
     assert (tmp_path / 'live' / 'node.log').read_text().count('active') >= 1
+
+
+def test_video_bag_carries_track_ids_and_the_report_scores_tracking(tmp_path):
+    """A bag of two synthetic sequences: ground-truth ids follow objects within a sequence,
+    differ across sequences, and the replay adds STQ/VPQ/id switches and a strip."""
+    data = tmp_path / 'video'
+    write_dataset(data, 'val', num=2, height=256, width=512, seed=11, workers=1,
+                  progress=False, sequence_length=4)
+    stats = make_bag(data, 'val', tmp_path / 'bag', progress=False)
+    assert (stats['frames'], stats['sequences'], stats['track_ids']) == (8, 2, True)
+    dataset = CityscapesDataset(data, 'val', tracks=True)
+    with BagSource(tmp_path / 'bag') as source:
+        assert source.gt_tracks
+        frames = list(source.frames())
+    objects = [{}, {}]              # per sequence: ground-truth id -> dataset object id
+    for i, f in enumerate(frames):
+        s = dataset[i]
+        seq = objects[i // 4]
+        things = f.gt % LABEL_DIVISOR > 0
+        np.testing.assert_array_equal(things, s.track > 0)
+        np.testing.assert_array_equal(f.gt // LABEL_DIVISOR, np.where(f.gt < 0, -1, s.semantic))
+        for g in np.unique(f.gt[things]).tolist():
+            raw = np.unique(s.track[f.gt == g])
+            assert len(raw) == 1
+            assert seq.setdefault(g, int(raw[0])) == int(raw[0])    # same object every frame
+    assert objects[0] and objects[1] and not set(objects[0]) & set(objects[1])
+
+    code, report = _eval(['--bag', str(tmp_path / 'bag'), '--mode', 'offline', '--out',
+                          str(tmp_path / 'r')])
+    assert code == 0
+    video = report['quality']['video']
+    assert set(video) == {'per_frame_ids', 'tracker'}
+    for r in video.values():
+        assert 0 <= r['stq'] <= 1 and 0 <= r['vpq'] <= 1 and r['tracks'] > 0
+    assert video['tracker']['sq'] == video['per_frame_ids']['sq']
+    md = (tmp_path / 'r' / 'report.md').read_text()
+    assert '## Tracking' in md and '| tracker |' in md
+    strip = cv2.imread(str(tmp_path / 'r' / 'strip.png'))
+    assert strip is not None and strip.shape[1] == 3 * 512       # frames 0, 2, 4, 6
+
+
+def test_still_bag_has_no_tracking_section(raw_bag, tmp_path):
+    with BagSource(raw_bag) as source:
+        assert not source.gt_tracks
+    code, report = _eval(['--bag', str(raw_bag), '--mode', 'offline', '--out',
+                          str(tmp_path / 'r')])
+    assert code == 0 and 'video' not in report['quality']
+    assert '## Tracking' not in (tmp_path / 'r' / 'report.md').read_text()

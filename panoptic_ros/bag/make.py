@@ -13,7 +13,14 @@ Topics (all with ``frame_id`` ``camera`` and the same header stamp per frame, sp
   instance_id``, void -1; the encoding of the node's ``panoptic/panoptic``; a thing region with
   instance 0 is a crowd region).
 
-The bag's custom data records the label set and the label divisor.
+Frames keep the dataset's order (sequence by sequence, frame by frame) and are spaced evenly.
+When the dataset is video (sequences of several frames), the ground-truth ``instance_id`` is
+a track id: the same object has the same id in every frame of its sequence, and objects of
+different sequences have different ids (numbered per class in order of appearance across the
+bag, so a bag of several sequences is one recording with scene cuts).
+
+The bag's custom data records the label set, the label divisor and whether the ground truth
+carries track ids.
 """
 
 from __future__ import annotations
@@ -35,6 +42,36 @@ FRAME_ID = 'camera'
 START_S = 1_700_000_000        # first stamp (2023-11-14), well inside builtin_interfaces' int32
 DIVISOR_KEY = 'panoptic_ros.label_divisor'
 LABELS_KEY = 'panoptic_ros.label_set'
+TRACKS_KEY = 'panoptic_ros.gt_track_ids'     # 'true': ground-truth instance ids are track ids
+
+
+class _TrackNumbering:
+    """Bag-wide track ids ``1..`` per class for the objects of a video dataset."""
+
+    def __init__(self, divisor: int) -> None:
+        self.divisor = divisor
+        self.ids: dict[tuple[str, int], int] = {}
+        self.count: dict[int, int] = {}
+
+    def panoptic(self, sample, sequence: str) -> np.ndarray:
+        """``[H, W] int32`` ground truth with track ids."""
+        sem = sample.semantic.astype(np.int64)
+        out = np.where(sem == sample.void_id, -1, sem * self.divisor)
+        inst = sample.track > 0
+        if inst.any():
+            raw, first = np.unique(sample.track[inst], return_index=True)
+            cls = sem[inst][first]
+            tracks = np.empty(len(raw), np.int64)
+            for k, (r, c) in enumerate(zip(raw.tolist(), cls.tolist())):
+                if (sequence, r) not in self.ids:
+                    self.count[c] = self.count.get(c, 0) + 1
+                    if self.count[c] >= self.divisor:
+                        raise PanopticError(f'more than {self.divisor - 1} objects of class {c} '
+                                            'in the video: make a bag of fewer sequences')
+                    self.ids[(sequence, r)] = self.count[c]
+                tracks[k] = self.ids[(sequence, r)]
+            out[inst] += tracks[np.searchsorted(raw, sample.track[inst])]
+        return out.astype(np.int32)
 
 
 def _header(store, stamp_ns: int):
@@ -108,6 +145,11 @@ def make_bag(data: str | Path, split: str, out: str | Path, *, storage: str = 'm
         raise PanopticError(f'{out} exists; remove it or choose another --out')
     dataset = CityscapesDataset(data, split)
     count = len(dataset) if num is None else min(num, len(dataset))
+    sequences = [dataset.sequence(i)[0] for i in range(count)]
+    numbering = None
+    if len(set(sequences)) < count:      # video: ground truth with track ids
+        dataset = CityscapesDataset(data, split, tracks=True)
+        numbering = _TrackNumbering(LABEL_DIVISOR)
     store = types.typestore()
     tmp = out.with_name(f'.{out.name}.partial')
     shutil.rmtree(tmp, ignore_errors=True)
@@ -121,6 +163,7 @@ def make_bag(data: str | Path, split: str, out: str | Path, *, storage: str = 'm
     with writer:
         writer.set_custom_data(DIVISOR_KEY, str(LABEL_DIVISOR))
         writer.set_custom_data(LABELS_KEY, dataset.label_set.name)
+        writer.set_custom_data(TRACKS_KEY, 'true' if numbering else 'false')
         image_conn = writer.add_connection(
             image_topic, types.COMPRESSED_IMAGE if compressed else types.IMAGE, typestore=store)
         info_conn = writer.add_connection(CAMERA_INFO_TOPIC, types.CAMERA_INFO, typestore=store)
@@ -135,10 +178,13 @@ def make_bag(data: str | Path, split: str, out: str | Path, *, storage: str = 'm
             writer.write(image_conn, stamp, store.serialize_cdr(img, image_conn.msgtype))
             writer.write(info_conn, stamp, store.serialize_cdr(
                 _camera_info(store, header, h, w), types.CAMERA_INFO))
-            gt = _image(store, header, sample.panoptic(LABEL_DIVISOR).astype('<i4'), '32SC1')
+            gt_ids = (numbering.panoptic(sample, sequences[i]) if numbering
+                      else sample.panoptic(LABEL_DIVISOR))
+            gt = _image(store, header, gt_ids.astype('<i4'), '32SC1')
             writer.write(gt_conn, stamp, store.serialize_cdr(gt, types.IMAGE))
     (tmp / out.name).rename(out)
     tmp.rmdir()
     size = sum(f.stat().st_size for f in out.rglob('*') if f.is_file())
     return {'frames': count, 'topics': [image_topic, CAMERA_INFO_TOPIC, GT_TOPIC],
-            'bytes': size, 'seconds': time.perf_counter() - t0}
+            'bytes': size, 'seconds': time.perf_counter() - t0,
+            'sequences': len(set(sequences)), 'track_ids': numbering is not None}

@@ -6,6 +6,11 @@ predicted segments of ``panoptic/segments`` and the label maps of ``panoptic/pan
 ros2_benchmark's definitions: end-to-end latency from the moment a frame was sent to the
 moment the last of its outputs arrived, jitter as the spread of that latency
 and of the output spacing against the input spacing.
+
+When the bag's ground truth carries track ids (``panoptic bag make`` of video), the answered
+frames are also scored as one video (:mod:`panoptic_ros.evaluation.sequences`): STQ, VPQ and
+id switches of the segments' ``track_id`` and, as the baseline, of their per-frame
+``instance_id``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from panoptic_ros.evaluation.evaluate import PanopticEvaluator, ground_truth_from_panoptic
+from panoptic_ros.evaluation.sequences import PER_FRAME, VideoScorer
+from panoptic_ros.evaluation.video import VIDEO_DIVISOR
 from panoptic_ros.labels import LabelSet
 from panoptic_ros.ros.image_io import label_array
 
@@ -49,6 +56,7 @@ class ReplayMetrics:
     Args:
         labels: the model's label set.
         gt_divisor: label divisor of the bag's ground truth.
+        video: the ground truth's instance ids are track ids: score association too.
     """
 
     labels: LabelSet
@@ -57,9 +65,12 @@ class ReplayMetrics:
     drops: Counter = field(default_factory=Counter)
     evaluated: int = 0
     send_times: list[float] = field(default_factory=list)
+    video: bool = False
 
     def __post_init__(self) -> None:
         self.evaluator = PanopticEvaluator(self.labels)
+        self.video_scores = {name: VideoScorer(self.labels, vpq=True)
+                             for name in (PER_FRAME, 'tracker')} if self.video else {}
 
     @property
     def sent(self) -> int:
@@ -77,9 +88,32 @@ class ReplayMetrics:
         table, gt_semantic = ground_truth_from_panoptic(gt, self.labels, self.gt_divisor)
         ids = np.array([s.id for s in segments.segments], np.int64)
         classes = np.array([s.class_id for s in segments.segments], np.int64)
-        self.evaluator.add_maps(name, gt, table, gt_semantic, label_array(panoptic_msg), ids,
-                                classes, label_array(semantic_msg))
+        pan = label_array(panoptic_msg)
+        self.evaluator.add_maps(name, gt, table, gt_semantic, pan, ids, classes,
+                                label_array(semantic_msg))
         self.evaluated += 1
+        if self.video_scores:
+            self._add_video(gt, segments, pan)
+
+    def _add_video(self, gt: np.ndarray, segments, pan: np.ndarray) -> None:
+        """The frame as video maps: ground-truth tracks, per-frame ids, the node's tracks."""
+        d = self.gt_divisor
+        gt = np.asarray(gt, np.int64)
+        gt_video = np.where(gt < 0, -1, gt // d * VIDEO_DIVISOR + gt % d)
+        pan = pan.astype(np.int64)
+        div = int(segments.label_divisor)
+        cls, inst = pan // div, pan % div
+        ids = np.array([s.id for s in segments.segments], np.int64)
+        tracks = np.array([s.track_id for s in segments.segments], np.int64)
+        order = np.argsort(ids)
+        ids, tracks = ids[order], tracks[order]
+        track = np.zeros_like(pan)
+        if len(ids):
+            pos = np.clip(np.searchsorted(ids, pan), 0, len(ids) - 1)
+            track = np.where(ids[pos] == pan, tracks[pos], 0)
+        for name, ids_map in ((PER_FRAME, inst), ('tracker', track)):
+            self.video_scores[name].add('bag', gt_video,
+                                        np.where(pan < 0, -1, cls * VIDEO_DIVISOR + ids_map))
 
     def quality(self) -> dict | None:
         """``panoptic pq``'s layout plus ``miou``; ``None`` without ground truth."""
@@ -87,6 +121,8 @@ class ReplayMetrics:
             return None
         out = self.evaluator.summarize()
         out['frames'] = self.evaluated
+        if self.video_scores:
+            out['video'] = {name: s.summarize() for name, s in self.video_scores.items()}
         return out
 
     def latency(self) -> dict:

@@ -69,7 +69,8 @@ def run_offline(source: BagSource, pipeline: OfflinePipeline, metrics: ReplayMet
         track_ids = pipeline.tracker.update(result)
         result.timings_ms['postprocess'] += (time.perf_counter() - t_track) * 1e3
         t2 = time.perf_counter()
-        out = dict(outputs.label_messages(msg.header, rgb, result, pipeline.labels, OUTPUTS))
+        out = dict(outputs.label_messages(msg.header, rgb, result, pipeline.labels, OUTPUTS,
+                                          track_ids=track_ids))
         stages = {'queue': 0.0, 'decode': (t1 - t0) * 1e3, **result.timings_ms,
                   'publish': (time.perf_counter() - t2) * 1e3}
         stages['total'] = (time.perf_counter() - t0) * 1e3

@@ -1,6 +1,8 @@
 """Replay reports: ``report.json`` (quality in ``panoptic pq``'s layout under ``quality``,
-timing under ``latency``), ``report.md`` for people, PNG plots (matplotlib) and a montage of
-camera | ground truth | node overlay for a few frames."""
+with STQ/VPQ under ``quality.video`` for video ground truth, timing under ``latency``),
+``report.md`` for people, PNG plots (matplotlib), a montage of camera | ground truth | node
+overlay for a few frames, and a strip of the overlays of consecutive frames (with tracking, an
+object keeps its colour along it)."""
 
 from __future__ import annotations
 
@@ -161,6 +163,20 @@ def markdown(report: dict, labels: LabelSet, files: dict[str, str]) -> str:
                          f'{100 * r["sq"]:.1f} | {100 * r["rq"]:.1f} | '
                          f'{"-" if iou is None else f"{100 * iou:.1f}"} |')
         lines.append('')
+    if q and q.get('video'):
+        lines += ['## Tracking', '',
+                  'The answered frames scored as one video against the ground-truth track ids: '
+                  'STQ = sqrt(AQ x SQ) (Weber et al. 2021), VPQ over windows of 1-4 frames '
+                  '(Kim et al. 2020), id switches per 100 tracked objects. `tracker`: the '
+                  "segments' `track_id`; `per_frame_ids`: their per-frame `instance_id`, the "
+                  'baseline.', '',
+                  '| ids | STQ | AQ | SQ | VPQ | id switches | per 100 objects |',
+                  '|---|---:|---:|---:|---:|---:|---:|']
+        for name, r in q['video'].items():
+            lines.append(f'| {name} | {100 * r["stq"]:.1f} | {100 * r["aq"]:.1f} | '
+                         f'{100 * r["sq"]:.1f} | {100 * r["vpq"]:.1f} | {r["id_switches"]} | '
+                         f'{r["per_100"]:.1f} |')
+        lines.append('')
     lines += ['## Latency', '',
               'End to end: from sending a frame to receiving the last of its outputs. '
               'Stages: as the node measured them (`total`: reception to publishing); '
@@ -206,10 +222,29 @@ def markdown(report: dict, labels: LabelSet, files: dict[str, str]) -> str:
     return '\n'.join(lines)
 
 
+def strip_image(frames: list[tuple[int, np.ndarray]], per_row: int = 3) -> np.ndarray:
+    """Overlays ``(frame index, rgb)`` in order, ``per_row`` tiles of ``TILE_WIDTH`` a row,
+    each with its frame index in a corner."""
+    import cv2
+
+    tiles = []
+    for index, rgb in frames:
+        tile = np.ascontiguousarray(_tile(rgb, False))
+        cv2.putText(tile, f'frame {index}', (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0),
+                    4, cv2.LINE_AA)
+        cv2.putText(tile, f'frame {index}', (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    blank = np.full_like(tiles[0], 96)
+    tiles += [blank] * (-len(tiles) % per_row)
+    return np.vstack([np.hstack(tiles[k:k + per_row]) for k in range(0, len(tiles), per_row)])
+
+
 def write_report(out: Path, report: dict, labels: LabelSet, series: dict,
-                 montage: list[np.ndarray]) -> dict[str, str]:
-    """Write plots, montage, ``report.json`` and ``report.md`` into ``out``; returns the
-    files written (name -> path relative to ``out``)."""
+                 montage: list[np.ndarray],
+                 strip: list[tuple[int, np.ndarray]] | None = None) -> dict[str, str]:
+    """Write plots, montage, strip, ``report.json`` and ``report.md`` into ``out``; returns
+    the files written (name -> path relative to ``out``)."""
     files: dict[str, str] = {}
     title = f'{Path(report["bag"]["path"]).name}, {report["mode"]}'
     if series['end_to_end_ms']:
@@ -223,6 +258,9 @@ def write_report(out: Path, report: dict, labels: LabelSet, series: dict,
     if montage:
         _png(out / 'montage.png', np.vstack(montage))
         files['montage'] = 'montage.png'
+    if strip:
+        _png(out / 'strip.png', strip_image(sorted(strip, key=lambda f: f[0])))
+        files['strip'] = 'strip.png'
     if (out / 'output_bag').exists():
         files['output_bag'] = 'output_bag'
     report['files'] = files

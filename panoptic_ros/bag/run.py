@@ -15,6 +15,7 @@ from panoptic_ros.bag.source import BagSource, Frame
 from panoptic_ros.errors import PanopticError
 
 MONTAGE_ROWS = 4
+STRIP_FRAMES, STRIP_STEP = 6, 2      # the report's strip: overlays of frames 0, 2, .., 10
 MAX_DROP_RATIO = 0.05   # ros2_benchmark's criterion for the peak rate
 
 
@@ -24,8 +25,11 @@ def run_bag_make(args: argparse.Namespace) -> int:
     stats = make_bag(args.data, args.split, args.out, storage=args.storage, rate=args.rate,
                      compressed=args.compressed, quality=args.jpeg_quality, num=args.num,
                      compress=args.zstd, progress=not args.quiet)
-    print(f'{stats["frames"]} frames at {args.rate:g} Hz written to {args.out} ({args.storage}, '
-          f'{stats["bytes"] / 2**20:.1f} MiB): {", ".join(stats["topics"])}')
+    n = stats['sequences']
+    video = (f' ({n} sequence{"s" * (n != 1)}, ground truth with track ids)'
+             if stats['track_ids'] else '')
+    print(f'{stats["frames"]} frames{video} at {args.rate:g} Hz written to {args.out} '
+          f'({args.storage}, {stats["bytes"] / 2**20:.1f} MiB): {", ".join(stats["topics"])}')
     return 0
 
 
@@ -39,12 +43,14 @@ def _machine() -> str:
 
 
 class _Collector:
-    """What each answered frame leaves for the report: quality and a few montage rows."""
+    """What each answered frame leaves for the report: quality, a few montage rows and a
+    strip of consecutive overlays."""
 
     def __init__(self, metrics: ReplayMetrics, labels, total: int, bar) -> None:
         self.metrics, self.labels, self.bar = metrics, labels, bar
         self.every = max(1, total // MONTAGE_ROWS)
         self.rows: list[np.ndarray] = []
+        self.strip: list[tuple[int, np.ndarray]] = []
 
     def __call__(self, frame: Frame, outputs: dict, timing) -> None:
         from panoptic_ros.bag.report import montage_row
@@ -56,6 +62,10 @@ class _Collector:
         if frame.gt is not None and 'panoptic' in outputs and 'semantic' in outputs:
             m.add_quality(f'{frame.index:06d}', frame.gt, outputs['segments'],
                           outputs['panoptic'], outputs['semantic'])
+        overlay = outputs.get('overlay')
+        if overlay is not None and frame.index % STRIP_STEP == 0 and \
+                frame.index < STRIP_FRAMES * STRIP_STEP:
+            self.strip.append((frame.index, image_to_rgb(overlay)))
         if frame.index % self.every == 0 and len(self.rows) < MONTAGE_ROWS:
             try:
                 camera = to_rgb(frame.msg)
@@ -66,7 +76,6 @@ class _Collector:
                 if frame.gt is not None:
                     gt_colours = colorize(*decode_panoptic(frame.gt, self.labels.void_id,
                                                            m.gt_divisor), self.labels)
-                overlay = outputs.get('overlay')
                 self.rows.append(montage_row(
                     camera, gt_colours, None if overlay is None else image_to_rgb(overlay)))
         if self.bar is not None:
@@ -147,7 +156,7 @@ def run_bag_eval(args: argparse.Namespace) -> int:
                        '' if args.no_gt else args.gt_topic)
     weights = resolve_model(args.model, args.weights)
     labels = read_card(weights)['spec'].label_set()
-    metrics = ReplayMetrics(labels, source.label_divisor)
+    metrics = ReplayMetrics(labels, source.label_divisor, video=source.gt_tracks)
     recorder = OutputBag(out / 'output_bag')
     bar = tqdm(total=source.count, unit='frame', disable=args.quiet, desc=f'bag eval '
                f'({args.mode})')
@@ -234,11 +243,16 @@ def run_bag_eval(args: argparse.Namespace) -> int:
     if peak:
         report['peak'] = peak
     source.close()
-    files = write_report(out, report, labels, metrics.series(), collector.rows)
+    files = write_report(out, report, labels, metrics.series(), collector.rows,
+                         collector.strip)
     q, lat = report['quality'], report['latency']
     if q:
         print(format_pq_table(q, categories(labels)))
         print(f'{"mIoU":22s}| {100 * q["miou"]:5.1f}')
+        if 'video' in q:
+            from panoptic_ros.evaluation.sequences import format_video_table
+
+            print(format_video_table(q['video']))
     e2e, fr = lat['end_to_end_ms'], lat['frames']
     if e2e:
         print(f'latency end to end: p50 {e2e["p50"]:.0f} ms, p95 {e2e["p95"]:.0f} ms, p99 '

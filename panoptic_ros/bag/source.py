@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from panoptic_ros.bag import types
-from panoptic_ros.bag.make import DIVISOR_KEY, GT_TOPIC
+from panoptic_ros.bag.make import DIVISOR_KEY, GT_TOPIC, TRACKS_KEY
 from panoptic_ros.encoding import LABEL_DIVISOR
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.ros.image_io import label_array
@@ -125,6 +125,8 @@ class BagSource:
         metadata = getattr(self.reader.storage, 'metadata', None)
         custom = getattr(metadata, 'custom', None) or {}
         self.label_divisor = int(custom.get(DIVISOR_KEY, LABEL_DIVISOR))
+        # ground-truth instance ids are track ids (panoptic bag make of a video dataset)
+        self.gt_tracks = bool(self.gt_topic) and custom.get(TRACKS_KEY) == "true"
         files = [self.path] if self.path.is_file() else list(self.path.iterdir())
         self.storage = 'mcap' if any(f.suffix == '.mcap' for f in files) else 'sqlite3'
         self.error = ''          # why reading stopped early

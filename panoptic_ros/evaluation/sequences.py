@@ -64,7 +64,7 @@ def result_video_map(result, track_ids: torch.Tensor | None = None) -> np.ndarra
     return np.where(pan < 0, -1, cls * VIDEO_DIVISOR + inst)
 
 
-class _Scorer:
+class VideoScorer:
     """STQ, VPQ (optional: the costly one) and id switches of one way of numbering."""
 
     def __init__(self, labels: LabelSet, vpq: bool) -> None:
@@ -111,7 +111,7 @@ def evaluate_sequences(predict: Callable[[list[np.ndarray]], list], dataset,
         raise PanopticError(f'{PER_FRAME!r} names the per-frame baseline, not a tracker')
     num = len(dataset) if num is None else min(num, len(dataset))
     image_eval = PanopticEvaluator(labels)
-    scorers = {name: _Scorer(labels, vpq) for name in (PER_FRAME, *trackers)}
+    scorers = {name: VideoScorer(labels, vpq) for name in (PER_FRAME, *trackers)}
     live = {name: InstanceTracker(cfg) for name, cfg in trackers.items()}
     current, numbering, sequences = None, {}, 0
     for i in range(num):
