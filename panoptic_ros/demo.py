@@ -1,9 +1,11 @@
 """``panoptic demo``: the main job on bundled defaults.
 
-Replays the bundled demo bag (20 synthetic street scenes at 512x1024, JPEG, with panoptic
-ground truth; a seed the default model never saw) through ``panoptic_node`` live over DDS with
-the bundled default model (or ``--model NAME``), at a fifth of its recorded 10 Hz so that a CPU keeps up, and writes
-the replay report, plots, montage and output bag.
+Replays the bundled demo bag (a 2-second synthetic drive: 20 frames at 512x1024, JPEG, with
+panoptic ground truth whose ids follow objects; a seed the default model never saw) through
+``panoptic_node`` live over DDS with the bundled default model (or ``--model NAME``), at a
+fifth of its recorded 10 Hz so that a CPU keeps up, and writes the replay report (PQ, and
+STQ/VPQ/id switches of the node's track ids), plots, montage, strip of consecutive overlays and
+output bag.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def run_demo(out: Path, model: str | None = None) -> int:
                                       '--rate-factor', str(RATE_FACTOR), '--out', str(out)])
     code = run_bag_eval(args)
     print(f'\nopen {out / "report.md"} (plots, montage {out / "montage.png"}: camera | ground '
-          f'truth | node overlay) and the output bag {out / "output_bag"}.\n'
+          f'truth | node overlay, {out / "strip.png"}: consecutive overlays, one colour per '
+          f'tracked object) and the output bag {out / "output_bag"}.\n'
           'Your own recording: panoptic bag eval --bag YOUR_BAG [--image-topic /camera/...] '
           '--out DIR (README: "Evaluate on your own bags").')
     return code
