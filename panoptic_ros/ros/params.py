@@ -88,7 +88,7 @@ PARAMS = (
     Param('tracking.enabled', True, "Give every object a track id that stays with it from "
           "frame to frame ('track_id' of panoptic/segments; 0 for stuff and when off).",
           'configure'),
-    Param('tracking.iou_threshold', 0.3, 'Mask IoU (same class, post-processing grid) an '
+    Param('tracking.iou_threshold', 0.2, 'Mask IoU (same class, post-processing grid) an '
           'object needs with a track to continue it.', 'configure', range=(0.01, 1.0)),
     Param('tracking.max_age', 5, 'Frames a track survives without a match (occlusions, '
           'missed detections).', 'configure', range=(0, 1000)),
