@@ -1,5 +1,5 @@
-"""What every backbone uses: frozen batch norm, reading tensor-only state dicts and checking
-that one fits a module."""
+"""What every backbone uses: its input normalisation, frozen batch norm, reading tensor-only
+state dicts and checking that one fits a module."""
 
 from __future__ import annotations
 
@@ -13,6 +13,23 @@ from panoptic_ros.errors import PanopticError
 
 # How many key names an error message lists before it says how many more there are.
 _SHOWN_KEYS = 5
+
+
+class PixelNormalize(nn.Module):
+    """A backbone's input normalisation inside the graph: ``[N, 3, H, W]`` images (0-255, any
+    dtype) to ``(x - mean) / std`` in the module's float dtype.
+
+    The statistics are non-persistent buffers: they belong to the backbone (its
+    :class:`~panoptic_ros.models.backbones.BackboneSpec`), not to a weights file.
+    """
+
+    def __init__(self, mean, std) -> None:
+        super().__init__()
+        self.register_buffer('mean', torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return (images.to(self.mean.dtype) - self.mean) / self.std
 
 
 class FrozenBatchNorm2d(nn.Module):

@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.models.backbones import build_backbone, get_backbone
+from panoptic_ros.models.backbones.norm import PixelNormalize
 from panoptic_ros.models.geometry import locations
 from panoptic_ros.models.necks.concat import ConcatNeck
 from panoptic_ros.models.necks.semantic_fpn import SemanticFPN, TopDownFPN, conv_gn_relu
@@ -96,10 +97,7 @@ class CASNet(nn.Module):
         self.thing_classes = tuple(int(c) for c in thing_classes)
         self.distance_scale = float(distance_scale)
         spec = get_backbone(backbone)
-        self.register_buffer('pixel_mean', torch.tensor(spec.pixel_mean).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer('pixel_std', torch.tensor(spec.pixel_std).view(1, 3, 1, 1),
-                             persistent=False)
+        self.normalize = PixelNormalize(spec.pixel_mean, spec.pixel_std)
         def trunk():
             bb = build_backbone(backbone, weights=backbone_weights, pretrained=pretrained,
                                 frozen_bn=frozen_bn, frozen_stages=frozen_stages)
@@ -145,7 +143,7 @@ class CASNet(nn.Module):
             ``semantic``: ``[N, C, H/4, W/4]`` logits; ``distances``: ``[N, 4, H/4, W/4]``
             ``(l, t, r, b)`` in strides, >= 0; ``box_logits``: ``[N, T, H/4, W/4]``.
         """
-        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        x = self.normalize(images)
         feats = self.neck(self.backbone(x))
         sem_feats = self.semantic_neck(self.semantic_backbone(x)) if self.separate else feats
         return {'semantic': self.semantic_head(sem_feats),

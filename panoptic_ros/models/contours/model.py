@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.models.backbones import build_backbone, get_backbone
+from panoptic_ros.models.backbones.norm import PixelNormalize
 from panoptic_ros.models.necks.semantic_fpn import SemanticFPNNecks, TopDownFPN
 
 HEADS = ('semantic', 'contour', 'center')
@@ -64,10 +65,7 @@ class ContoursNet(nn.Module):
         self.output_stride = output_stride
         self.offset_scale = float(offset_scale)
         spec = get_backbone(backbone)
-        self.register_buffer('pixel_mean', torch.tensor(spec.pixel_mean).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer('pixel_std', torch.tensor(spec.pixel_std).view(1, 3, 1, 1),
-                             persistent=False)
+        self.normalize = PixelNormalize(spec.pixel_mean, spec.pixel_std)
         self.backbone = build_backbone(backbone, weights=backbone_weights, pretrained=pretrained,
                                        frozen_bn=frozen_bn, frozen_stages=frozen_stages)
         self.fpn = TopDownFPN(self.backbone.out_channels, fpn_channels, gn_groups)
@@ -92,7 +90,7 @@ class ContoursNet(nn.Module):
             logits; ``offsets``: ``[N, 2, H/4, W/4]`` ``(x, y)`` from the pixel to its
             instance centre, input pixels.
         """
-        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        x = self.normalize(images)
         feats = self.necks(self.fpn(self.backbone(x)))
         return {'semantic': self.semantic_head(feats['semantic']),
                 'contour': self.contour_head(feats['contour']),

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from panoptic_ros.models.backbones import build_backbone, get_backbone
+from panoptic_ros.models.backbones.norm import PixelNormalize
 from panoptic_ros.models.necks.fpn import FPN
 from panoptic_ros.models.dense_detections.decode import dense_boxes, level_candidates
 
@@ -120,10 +121,7 @@ class DenseDetections(nn.Module):
         self.register_buffer('thing_classes', torch.tensor(list(thing_classes), dtype=torch.long),
                              persistent=False)
         spec = get_backbone(backbone)
-        self.register_buffer('pixel_mean', torch.tensor(spec.pixel_mean).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer('pixel_std', torch.tensor(spec.pixel_std).view(1, 3, 1, 1),
-                             persistent=False)
+        self.normalize = PixelNormalize(spec.pixel_mean, spec.pixel_std)
         self.candidate_threshold = candidate_threshold
         self.pre_nms_topk = pre_nms_topk
         self.backbone = build_backbone(backbone, weights=backbone_weights, pretrained=pretrained,
@@ -142,7 +140,7 @@ class DenseDetections(nn.Module):
         Returns:
             The raw outputs of :class:`UnifiedPanopticHead`.
         """
-        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        x = self.normalize(images)
         return self.head(self.fpn(self.backbone(x)), tuple(images.shape[-2:]))
 
     def decode(self, raw: dict) -> dict:

@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from panoptic_ros.models.backbones import get_backbone
 from panoptic_ros.models.backbones.icnet import ICNet
+from panoptic_ros.models.backbones.norm import PixelNormalize
 
 
 def coordinate_maps(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -58,10 +59,7 @@ class PanoNet(nn.Module):
         self.thing_classes = tuple(int(c) for c in thing_classes)
         self.coordinates = bool(coordinates)
         spec = get_backbone(backbone)
-        self.register_buffer('pixel_mean', torch.tensor(spec.pixel_mean).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer('pixel_std', torch.tensor(spec.pixel_std).view(1, 3, 1, 1),
-                             persistent=False)
+        self.normalize = PixelNormalize(spec.pixel_mean, spec.pixel_std)
         trunk = dict(backbone=backbone, backbone_weights=backbone_weights,
                      pretrained=pretrained, frozen_bn=frozen_bn, frozen_stages=frozen_stages,
                      channels=channels)
@@ -81,7 +79,7 @@ class PanoNet(nn.Module):
             H/8, W/8]``, ``[N, C, H/16, W/16]`` logits (the cascade); ``embedding``: ``[N, D,
             H/4, W/4]``.
         """
-        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        x = self.normalize(images)
         sem, sem8, sem16 = self.semantic_branch(x)
         xi = x
         if self.coordinates:
