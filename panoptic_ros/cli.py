@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--predictions', help='write COCO panoptic predictions (PNGs + '
                    'predictions.json) into this folder')
     p.add_argument('--video', action='store_true', help='the split is video (panoptic synth '
-                   '--sequence-length, Cityscapes-VPS): frames in sequence order through the '
+                   '--sequence-length, Cityscapes video naming): frames in sequence order through the '
                    'tracker; adds STQ, AQ, VPQ and id switches of the track ids and of the '
                    'per-frame ids')
     p.add_argument('--track-iou', type=float,

@@ -5,9 +5,9 @@ panoptic JSON + PNGs (``gtFine/cityscapes_panoptic_<split>.json``); both give th
 
 Images are named ``<city>_<sequence>_<frame>``; frames of one sequence are consecutive in the
 dataset's order (:meth:`CityscapesDataset.sequence`). Cityscapes' own stills are one
-annotated frame per sequence; ``panoptic synth --sequence-length`` and Cityscapes-VPS have
-several, whose objects keep their segment ids (:attr:`~panoptic_ros.datasets.sample.Sample.track`
-with ``tracks=True``).
+annotated frame per sequence; ``panoptic synth --sequence-length`` writes several, whose
+objects keep their segment ids (:attr:`~panoptic_ros.datasets.sample.Sample.track` with
+``tracks=True``), as video datasets such as Cityscapes-VPS do.
 """
 
 from __future__ import annotations

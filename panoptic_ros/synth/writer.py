@@ -11,12 +11,14 @@ Image ``i`` of seed ``s`` is drawn from ``numpy.random.default_rng([s, i])``, so
 the same for any number of workers.
 
 With ``sequence_length`` N, sequence ``i`` is N frames of the world of image ``i`` while the
-camera drives (:meth:`~panoptic_ros.synth.scene.SceneRenderer.render_sequence`), named as
-Cityscapes names its video frames, ``<city>_<sequence>_<frame>`` (``alderley_000004_000000``
-.. ``_0000NN``), and every object keeps its ``instanceIds`` value, hence its panoptic segment
-id, in all frames of its sequence: the ground-truth track ids of Cityscapes-VPS, whose
-sequences are Cityscapes video snippets in the same layout. Image records in the panoptic
-JSON carry ``sequence`` and ``frame``.
+camera drives (:meth:`~panoptic_ros.synth.scene.SceneRenderer.render_sequence`), in the
+Cityscapes layout above with the frame naming of Cityscapes' video snippets
+(``leftImg8bit_sequence``: ``<city>_<sequence>_<frame>``, here ``alderley_000004_000000`` ..
+``_0000NN``), and every object keeps its ``instanceIds`` value, hence its panoptic segment id,
+in all frames of its sequence, as objects keep their ids within a Cityscapes-VPS video. Image
+records in the panoptic JSON carry ``sequence`` and ``frame``. (Cityscapes-VPS's own release,
+``img/`` and ``panoptic_video/`` folders with a video JSON, is not read directly; renamed into
+this layout, it is.)
 """
 
 from __future__ import annotations
