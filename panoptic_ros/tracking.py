@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from panoptic_ros.models.result import PanopticResult
@@ -73,6 +74,17 @@ def greedy_match(iou: torch.Tensor, threshold: float) -> torch.Tensor:
         score[mutual] = -1.0
         score[:, taken_cols] = -1.0
     return match
+
+
+def track_lut(result: PanopticResult, track_ids: torch.Tensor) -> np.ndarray:
+    """``[n + 1] int64`` host look-up table: the track id of each instance id of ``result``
+    (ids of the result's grid and segments; 0 for none), from the ``[S]`` ``track_ids`` of
+    :meth:`InstanceTracker.update`."""
+    inst = result.segment_instance_ids.cpu().numpy().astype(np.int64)
+    lut = np.zeros(int(max(inst.max(initial=0), result.grid_instance.max().item())) + 1,
+                   np.int64)
+    lut[inst] = track_ids.cpu().numpy()
+    return lut
 
 
 class InstanceTracker:
@@ -125,15 +137,13 @@ class InstanceTracker:
             # overlap of every instance with every track: the instance id under each track
             # cell (moved by the track's predicted displacement), counted per (instance,
             # track) pair
-            cells = self.cells
             if self.config.predict_motion:
                 shift = torch.round(self.velocity * (self.ages + 1)[:, None]).long()[self.owner]
-                y, x = cells // width + shift[:, 0], cells % width + shift[:, 1]
+                y, x = self.cells // width + shift[:, 0], self.cells % width + shift[:, 1]
                 inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
-                cells = torch.where(inside, y * width + x, torch.zeros_like(cells))
-            under = inst[cells]                                       # 0: none
-            if self.config.predict_motion:
-                under = torch.where(inside, under, torch.zeros_like(under))
+                under = torch.where(inside, inst[(y * width + x) * inside], 0)   # 0: none
+            else:
+                under = inst[self.cells]
             inter = torch.bincount(under * k + self.owner,
                                    minlength=(n + 1) * k).view(n + 1, k)[1:].float()
             t_area = torch.bincount(self.owner, minlength=k).float()

@@ -10,8 +10,8 @@ import torch
 
 from panoptic_ros import cli
 from panoptic_ros.datasets.cityscapes import CityscapesDataset
-from panoptic_ros.evaluation.sequences import (PER_FRAME, evaluate_sequences,
-                                               ground_truth_video_map)
+from panoptic_ros.datasets.sample import TrackNumbering
+from panoptic_ros.evaluation.sequences import PER_FRAME, evaluate_sequences
 from panoptic_ros.evaluation.video import VIDEO_DIVISOR
 from panoptic_ros.labels import cityscapes
 from panoptic_ros.models.result import grid_result
@@ -68,11 +68,15 @@ def test_both_ground_truth_sources_give_the_same_tracks(video):
         np.testing.assert_array_equal(a[i].track, b[i].track)
 
 
-def test_video_ground_truth_renumbers_tracks_per_sequence(video):
+def test_video_ground_truth_renumbers_tracks_per_class(video):
     ds = CityscapesDataset(video, 'val', tracks=True)
-    numbering = {}
-    maps = [ground_truth_video_map(ds[i], numbering) for i in range(LENGTH)]
-    assert sorted(numbering.values()) == list(range(1, len(numbering) + 1))
+    numbering = TrackNumbering(VIDEO_DIVISOR)
+    maps = [numbering.panoptic(ds[i], ds.sequence(i)[0]) for i in range(LENGTH)]
+    ids = np.unique(np.concatenate([m[(m >= 0) & (m % VIDEO_DIVISOR > 0)] for m in maps]))
+    for c, count in numbering.count.items():         # every class: ids 1..count, all used
+        assert sorted((ids[ids // VIDEO_DIVISOR == c] % VIDEO_DIVISOR).tolist()) == \
+            list(range(1, count + 1))
+    assert sum(numbering.count.values()) == len(numbering.ids) == len(ids)
     for s, m in zip((ds[i] for i in range(LENGTH)), maps):
         np.testing.assert_array_equal(m < 0, s.semantic == 255)
         np.testing.assert_array_equal(m[m >= 0] // VIDEO_DIVISOR, s.semantic[m >= 0])

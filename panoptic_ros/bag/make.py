@@ -45,35 +45,6 @@ LABELS_KEY = 'panoptic_ros.label_set'
 TRACKS_KEY = 'panoptic_ros.gt_track_ids'     # 'true': ground-truth instance ids are track ids
 
 
-class _TrackNumbering:
-    """Bag-wide track ids ``1..`` per class for the objects of a video dataset."""
-
-    def __init__(self, divisor: int) -> None:
-        self.divisor = divisor
-        self.ids: dict[tuple[str, int], int] = {}
-        self.count: dict[int, int] = {}
-
-    def panoptic(self, sample, sequence: str) -> np.ndarray:
-        """``[H, W] int32`` ground truth with track ids."""
-        sem = sample.semantic.astype(np.int64)
-        out = np.where(sem == sample.void_id, -1, sem * self.divisor)
-        inst = sample.track > 0
-        if inst.any():
-            raw, first = np.unique(sample.track[inst], return_index=True)
-            cls = sem[inst][first]
-            tracks = np.empty(len(raw), np.int64)
-            for k, (r, c) in enumerate(zip(raw.tolist(), cls.tolist())):
-                if (sequence, r) not in self.ids:
-                    self.count[c] = self.count.get(c, 0) + 1
-                    if self.count[c] >= self.divisor:
-                        raise PanopticError(f'more than {self.divisor - 1} objects of class {c} '
-                                            'in the video: make a bag of fewer sequences')
-                    self.ids[(sequence, r)] = self.count[c]
-                tracks[k] = self.ids[(sequence, r)]
-            out[inst] += tracks[np.searchsorted(raw, sample.track[inst])]
-        return out.astype(np.int32)
-
-
 def _header(store, stamp_ns: int):
     Header = store.types['std_msgs/msg/Header']
     Time = store.types['builtin_interfaces/msg/Time']
@@ -132,6 +103,7 @@ def make_bag(data: str | Path, split: str, out: str | Path, *, storage: str = 'm
     from tqdm import tqdm
 
     from panoptic_ros.datasets.cityscapes import CityscapesDataset
+    from panoptic_ros.datasets.sample import TrackNumbering
 
     if rate <= 0:
         raise PanopticError(f'--rate must be positive, got {rate}')
@@ -149,7 +121,7 @@ def make_bag(data: str | Path, split: str, out: str | Path, *, storage: str = 'm
     numbering = None
     if len(set(sequences)) < count:      # video: ground truth with track ids
         dataset = CityscapesDataset(data, split, tracks=True)
-        numbering = _TrackNumbering(LABEL_DIVISOR)
+        numbering = TrackNumbering(LABEL_DIVISOR)
     store = types.typestore()
     tmp = out.with_name(f'.{out.name}.partial')
     shutil.rmtree(tmp, ignore_errors=True)

@@ -89,6 +89,47 @@ class Sample:
         return tuple(out)
 
 
+class TrackNumbering:
+    """Track ids ``1..`` per class for the objects of video samples (:attr:`Sample.track`), in
+    order of first appearance; an object is its sequence and its dataset id, so objects of
+    different sequences get different ids.
+
+    Args:
+        label_divisor: of the maps :meth:`panoptic` returns; at most ``label_divisor - 1``
+            objects per class.
+    """
+
+    def __init__(self, label_divisor: int) -> None:
+        self.divisor = int(label_divisor)
+        self.ids: dict[tuple[str, int], int] = {}
+        self.count: dict[int, int] = {}
+
+    def panoptic(self, sample: 'Sample', sequence: str) -> np.ndarray:
+        """``[H, W] int64`` ``class_id * label_divisor + track id`` (0 on stuff and crowd),
+        void -1."""
+        if sample.track is None:
+            raise PanopticError(f'{sample.name}: the dataset gives no object ids (open it with '
+                                'tracks=True)')
+        sem = sample.semantic.astype(np.int64)
+        out = np.where(sem == sample.void_id, -1, sem * self.divisor)
+        inst = sample.track > 0
+        if inst.any():
+            raw, first = np.unique(sample.track[inst], return_index=True)
+            cls = sem[inst][first]
+            tracks = np.empty(len(raw), np.int64)
+            for k, (r, c) in enumerate(zip(raw.tolist(), cls.tolist())):
+                if (sequence, r) not in self.ids:
+                    self.count[c] = self.count.get(c, 0) + 1
+                    if self.count[c] >= self.divisor:
+                        raise PanopticError(f'more than {self.divisor - 1} objects of class {c} '
+                                            f'(label divisor {self.divisor}) by {sequence!r}: '
+                                            'use fewer sequences')
+                    self.ids[(sequence, r)] = self.count[c]
+                tracks[k] = self.ids[(sequence, r)]
+            out[inst] += tracks[np.searchsorted(raw, sample.track[inst])]
+        return out
+
+
 def sample_from_panoptic(image: np.ndarray, ids: np.ndarray, segments_info: Sequence[Mapping],
                          label_set: LabelSet, name: str = '', track: bool = False) -> Sample:
     """A sample from a COCO-format panoptic id image and its ``segments_info``.

@@ -6,7 +6,7 @@ per-frame instance ids are scored beside them as the baseline a tracker must bea
 scorer sees video maps, ``class * VIDEO_DIVISOR + id`` with void -1:
 
 - ground truth: ``id`` is the object's track, its dataset segment id renumbered ``1..`` per
-  sequence (:attr:`~panoptic_ros.datasets.sample.Sample.track`; 0 on crowd regions);
+  class (:class:`~panoptic_ros.datasets.sample.TrackNumbering`; 0 on crowd regions);
 - per-frame ids: ``id`` is the result's instance id;
 - a tracker: ``id`` is the track id :class:`~panoptic_ros.tracking.InstanceTracker` gives.
 
@@ -20,34 +20,15 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from panoptic_ros.datasets.sample import TrackNumbering
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.evaluation.evaluate import PanopticEvaluator
 from panoptic_ros.evaluation.video import (VIDEO_DIVISOR, IdSwitchCounter, STQAccumulator,
                                            VPQAccumulator)
 from panoptic_ros.labels import LabelSet
-from panoptic_ros.tracking import InstanceTracker, TrackerConfig
+from panoptic_ros.tracking import InstanceTracker, TrackerConfig, track_lut
 
 PER_FRAME = 'per_frame_ids'
-
-
-def ground_truth_video_map(sample, numbering: dict) -> np.ndarray:
-    """``[H, W] int64`` video map of a sample; ``numbering`` (one dict per sequence, filled
-    here) turns its objects' dataset ids into track ids ``1..`` in order of appearance."""
-    if sample.track is None:
-        raise PanopticError(f'{sample.name}: the dataset gives no object ids (open it with '
-                            'tracks=True)')
-    raw = np.unique(sample.track)
-    raw = raw[raw > 0]
-    for r in raw.tolist():
-        numbering.setdefault(r, len(numbering) + 1)
-    lut_keys = np.array(sorted(numbering), np.int64)
-    lut_vals = np.array([numbering[k] for k in lut_keys.tolist()], np.int64)
-    track = np.zeros(sample.track.shape, np.int64)
-    inst = sample.track > 0
-    if inst.any():
-        track[inst] = lut_vals[np.searchsorted(lut_keys, sample.track[inst])]
-    sem = sample.semantic.astype(np.int64)
-    return np.where(sem == sample.void_id, -1, sem * VIDEO_DIVISOR + track)
 
 
 def result_video_map(result, track_ids: torch.Tensor | None = None) -> np.ndarray:
@@ -55,12 +36,9 @@ def result_video_map(result, track_ids: torch.Tensor | None = None) -> np.ndarra
     its segments."""
     pan = result.panoptic.cpu().numpy().astype(np.int64)
     div = result.label_divisor
-    cls, inst = pan // div, pan % div
+    cls, inst = pan // div, np.where(pan >= 0, pan % div, 0)
     if track_ids is not None:
-        seg_inst = result.segment_instance_ids.cpu().numpy().astype(np.int64)
-        lut = np.zeros(int(max(seg_inst.max(initial=0), inst.max(initial=0))) + 1, np.int64)
-        lut[seg_inst] = track_ids.cpu().numpy()
-        inst = lut[inst]
+        inst = track_lut(result, track_ids)[inst]
     return np.where(pan < 0, -1, cls * VIDEO_DIVISOR + inst)
 
 
@@ -113,7 +91,8 @@ def evaluate_sequences(predict: Callable[[list[np.ndarray]], list], dataset,
     image_eval = PanopticEvaluator(labels)
     scorers = {name: VideoScorer(labels, vpq) for name in (PER_FRAME, *trackers)}
     live = {name: InstanceTracker(cfg) for name, cfg in trackers.items()}
-    current, numbering, sequences = None, {}, 0
+    numbering = TrackNumbering(VIDEO_DIVISOR)
+    current, sequences = None, 0
     for i in range(num):
         sequence, _ = dataset.sequence(i)
         if sequence != current:
@@ -122,12 +101,12 @@ def evaluate_sequences(predict: Callable[[list[np.ndarray]], list], dataset,
                     s.end(current)
             for t in live.values():
                 t.reset()
-            current, numbering = sequence, {}
+            current = sequence
             sequences += 1
         sample = dataset[i]
         result = predict([sample.image])[0]
         image_eval.add(sample, result)
-        gt = ground_truth_video_map(sample, numbering)
+        gt = numbering.panoptic(sample, sequence)
         scorers[PER_FRAME].add(sequence, gt, result_video_map(result))
         for name, tracker in live.items():
             scorers[name].add(sequence, gt, result_video_map(result, tracker.update(result)))

@@ -12,6 +12,7 @@ from panoptic_ros.labels import LabelSet
 from panoptic_ros.models.result import PanopticResult
 from panoptic_ros.palette import outline_px, panoptic_index
 from panoptic_ros.ros.image_io import label_image
+from panoptic_ros.tracking import track_lut
 
 
 def _at_size(grid, size: tuple[int, int], dtype) -> np.ndarray:
@@ -38,22 +39,13 @@ def semantic_image(header, result: PanopticResult, labels: LabelSet):
 TRACK_WRAP = 65535     # track ids in a mono16 image: 1..65535, then 1 again
 
 
-def _track_lut(result: PanopticResult, track_ids) -> np.ndarray:
-    """``[n + 1] int64``: the track id of each instance id of the result (0: none)."""
-    inst = result.segment_instance_ids.cpu().numpy().astype(np.int64)
-    lut = np.zeros(int(max(inst.max(initial=0), result.grid_instance.max().item())) + 1,
-                   np.int64)
-    lut[inst] = np.asarray(track_ids.cpu() if hasattr(track_ids, 'cpu') else track_ids)
-    return lut
-
-
 def instance_image(header, result: PanopticResult, track_ids=None):
     """``panoptic/instance``: ``mono16`` instance ids, 0 for stuff and void; with
     ``track_ids`` (``[S]``) the segments' track ids instead, wrapped into ``1..65535``."""
     if track_ids is None:
         return label_image(header, _at_size(result.grid_instance, result.size, np.uint16),
                            'mono16')
-    lut = _track_lut(result, track_ids)
+    lut = track_lut(result, track_ids)
     lut = np.where(lut > 0, (lut - 1) % TRACK_WRAP + 1, 0).astype(np.uint16)
     grid = lut[result.grid_instance.cpu().numpy()]
     if grid.shape != tuple(result.size):
@@ -93,7 +85,7 @@ def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: Label
     classes = result.segment_classes.cpu().numpy()
     known = np.full(int(max(iids.max(initial=0), ins.max(initial=0))) + 1, -1, np.int64)
     known[iids[iids > 0]] = classes[iids > 0]
-    keys = None if track_ids is None else _track_lut(result, track_ids)
+    keys = None if track_ids is None else track_lut(result, track_ids)
     index, table = panoptic_index(sem, ins, labels, thickness, instance_classes=known,
                                   alpha=alpha, shade_keys=keys)
     # out = add + grey * keep / 255: the colours with weight alpha, outlines at full weight;
