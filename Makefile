@@ -9,7 +9,7 @@ SOURCES := setup.py setup.cfg package.xml $(shell find msg panoptic_ros launch c
 PYTEST_ARGS ?=
 , := ,# a literal comma inside $(call ...) arguments
 
-.PHONY: venv install demo test bench data512 default-model contours-model casnet-model zoo clean
+.PHONY: venv install demo test bench data512 default-model contours-model casnet-model panonet-model zoo clean
 
 venv: $(VENV)/.deps
 install: $(VENV)/.installed
@@ -53,10 +53,11 @@ data512: install
 train = $(BIN)/panoptic train --config config/models/$(1).yaml --data data/synth512 \
 	--out $(2) $(if $(wildcard $(2)/checkpoints/last.pt),--resume)
 
-# $(call package,RUN,MODEL,PAPER): RUN's weights as MODEL.safetensors in float16, evaluated on
-# the held-out images, with the card.
+# $(call package,RUN,MODEL,PAPER[,POSTPROCESS]): RUN's weights as MODEL.safetensors in float16
+# (with post-processing parameters tuned after training, NAME=VALUE ...), evaluated on the
+# held-out images, with the card.
 define package
-$(BIN)/panoptic card --weights $(1)/model.safetensors --fp16 --out $(2).safetensors --paper "$(3)"
+$(BIN)/panoptic card --weights $(1)/model.safetensors --fp16 --out $(2).safetensors --paper "$(3)" $(if $(4),--postprocess $(4))
 $(BIN)/panoptic eval --weights $(2).safetensors --data data/synth_holdout512 --out $(2).eval.json
 $(BIN)/panoptic card --weights $(2).safetensors --eval $(2).eval.json
 endef
@@ -86,6 +87,15 @@ casnet-model: data512
 	$(call train,$(CASNET_NAME).semantic,runs/$(CASNET_NAME).semantic)
 	$(call train,$(CASNET_NAME).separated,runs/$(CASNET_NAME).separated)
 	$(call package,runs/$(CASNET_NAME).separated,models/$(CASNET_NAME),Common Attribute Support Network for panoptic segmentation (separated training))
+
+# The bundled PanoNet (about 75 min on 2 CPU cores, resumable the same way): stage 1 without
+# the coordinate input, stage 2 with it from stage 1's weights (section III-C); the mean-shift
+# bandwidth tuned on the val split (seed 11) with benchmarks/tune_postprocess.py.
+PANONET_NAME := panonet_lite0_synth_512x1024
+panonet-model: data512
+	$(call train,$(PANONET_NAME).stage1,runs/$(PANONET_NAME).stage1)
+	$(call train,$(PANONET_NAME),runs/$(PANONET_NAME))
+	$(call package,runs/$(PANONET_NAME),models/$(PANONET_NAME),Chen et al.$(,) PanoNet: Real-time Panoptic Segmentation through Position-Sensitive Feature Embedding,bandwidth=0.75)
 
 # The zoo table of docs/models.md: every bundled model on the same held-out images.
 zoo: install
