@@ -132,6 +132,30 @@ def test_tensorrt_engine_matches_torch(bundled, val_data, tmp_path):
     assert sorted(tmp_path.glob('*.plan')) == plan
 
 
+def test_a_damaged_onnx_cache_entry_is_rebuilt_not_loaded(tmp_path, caplog):
+    """A cache entry cut short (a full disk, a killed copy) or changed fails its checksum and is
+    exported again; the engine then loads the rebuilt file."""
+    from panoptic_ros.export.artifacts import cached_onnx, file_sha256
+
+    path = cached_onnx(DEFAULT, cache_dir=tmp_path)
+    seal = path.with_name(path.name + '.sha256')
+    assert seal.read_text().strip() == file_sha256(path)
+    good = path.read_bytes()
+    path.write_bytes(good[:len(good) // 2])                   # truncated
+    with caplog.at_level('WARNING', logger='panoptic_ros'):
+        again = cached_onnx(DEFAULT, cache_dir=tmp_path)
+    assert again == path and 'fails its checksum' in caplog.text
+    assert file_sha256(path) == seal.read_text().strip()
+    engine, _, _ = create_engine('onnxruntime', DEFAULT, cache_dir=tmp_path)
+    out = engine(torch.zeros(1, 3, *engine.input_size))
+    assert set(out) == set(engine.output_names)
+    seal.unlink()                                             # an entry without a seal
+    caplog.clear()
+    with caplog.at_level('WARNING', logger='panoptic_ros'):
+        cached_onnx(DEFAULT, cache_dir=tmp_path)
+    assert 'has no checksum' in caplog.text and seal.is_file()
+
+
 def test_engine_cache_key_covers_every_part():
     base = ('10.3', 'H100', (1, 3, 256, 512), 'fp16', 'abc')
     keys = {engine_key(*base)}

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 from panoptic_ros.errors import PanopticError
-from panoptic_ros.export.artifacts import cache_root, file_sha256
+from panoptic_ros.export.artifacts import cache_root, file_sha256, is_intact, seal
 from panoptic_ros.fileio import atomic_write_bytes
 
 
@@ -57,7 +57,7 @@ def build_engine(onnx_path: str | Path, *, fp16: bool = True, workspace_gib: flo
     key = engine_key(trt.__version__, gpu, shape, precision, file_sha256(onnx_path))
     root = cache_root(cache_dir)
     plan = root / f'{onnx_path.stem}-{precision}-{key}.plan'
-    if plan.is_file():
+    if is_intact(plan):
         return plan
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -82,4 +82,5 @@ def build_engine(onnx_path: str | Path, *, fp16: bool = True, workspace_gib: flo
                             f'TensorRT log above)')
     atomic_write_bytes(tc_path, bytes(config.get_timing_cache().serialize()))
     atomic_write_bytes(plan, bytes(serialized))
+    seal(plan)
     return plan
