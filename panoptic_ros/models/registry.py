@@ -27,7 +27,7 @@ from panoptic_ros.errors import PanopticError
 _ARCHITECTURES: dict[str, 'Architecture'] = {}
 _ARCHITECTURE_MODULES = ('panoptic_ros.models.dense_detections',
                          'panoptic_ros.models.contours', 'panoptic_ros.models.casnet',
-                         'panoptic_ros.models.panonet')
+                         'panoptic_ros.models.panonet', 'panoptic_ros.models.oanet')
 
 
 @dataclass(frozen=True)
