@@ -95,3 +95,25 @@ def test_every_parameter_has_a_descriptor_and_a_default_in_the_yaml():
         assert flat[p.name] == p.default, p.name
         d = params.descriptor(p)
         assert d.description and d.type
+
+
+def test_stream_monitor_rules():
+    from panoptic_ros.ros.stream import Frame, StreamMonitor
+
+    mon = StreamMonitor()
+
+    def frame(stamp, fid='cam', size=(10, 20), enc='rgb8', t=0.0):
+        return Frame(stamp, fid, size, enc, t)
+
+    assert mon.check(frame(1_000_000_000), 1.0) == (True, [])
+    assert mon.check(frame(1_000_000_000), 1.0) == (False, ['duplicate_stamp'])
+    assert mon.check(frame(1_100_000_000), 1.0) == (True, [])
+    assert mon.check(frame(900_000_000), 1.0) == (True, ['stamp_backwards'])
+    assert mon.check(frame(2_000_000_000), 1.0) == (True, ['gap'])
+    assert mon.check(frame(2_100_000_000, 'cam2', (5, 5), 'bgr8'), 1.0) == (
+        True, ['frame_id_change', 'resolution_change', 'encoding_change'])
+    # zero stamps (no clock): never duplicates; gaps by arrival time
+    mon.reset()
+    assert mon.check(frame(0, t=0.0), 1.0) == (True, [])
+    assert mon.check(frame(0, t=0.5), 1.0) == (True, [])
+    assert mon.check(frame(0, t=2.0), 1.0) == (True, ['gap'])

@@ -51,6 +51,7 @@ class FrameStats:
             self.processed = 0
             self.dropped: Counter[str] = Counter()
             self.bad_inputs: Counter[str] = Counter()
+            self.stream_events: Counter[str] = Counter()
             self.publish_errors = 0
             self.last_error = ''
 
@@ -68,6 +69,10 @@ class FrameStats:
         with self._lock:
             self.bad_inputs[kind] += 1
             self.last_error = message
+
+    def on_stream_events(self, events) -> None:
+        with self._lock:
+            self.stream_events.update(events)
 
     def on_publish_error(self, message: str) -> None:
         with self._lock:
@@ -98,6 +103,7 @@ class FrameStats:
             return {
                 'received': self.received, 'processed': self.processed,
                 'dropped': dict(self.dropped), 'bad_inputs': dict(self.bad_inputs),
+                'stream_events': dict(self.stream_events),
                 'publish_errors': self.publish_errors, 'last_error': self.last_error,
                 'rate_in': self._rate(self._received, now),
                 'rate_out': self._rate(self._published, now),
@@ -152,6 +158,7 @@ def key_values(snap: dict, info: dict[str, str]) -> list[tuple[str, str]]:
     kv += [(f'dropped.{k}', str(v)) for k, v in sorted(snap['dropped'].items())]
     kv.append(('bad_inputs', str(sum(snap['bad_inputs'].values()))))
     kv += [(f'bad_input.{k}', str(v)) for k, v in sorted(snap['bad_inputs'].items())]
+    kv += [(f'stream.{k}', str(v)) for k, v in sorted(snap['stream_events'].items())]
     kv.append(('publish_errors', str(snap['publish_errors'])))
     for stage, (p50, p95, mx) in snap['latency_ms'].items():
         kv += [(f'latency.{stage}.p50_ms', f'{p50:.2f}'), (f'latency.{stage}.p95_ms', f'{p95:.2f}'),

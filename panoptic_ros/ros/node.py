@@ -12,6 +12,7 @@ the worker; ``deactivate`` unsubscribes and stops it; ``cleanup`` releases the m
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
 import time
 from collections import deque
@@ -32,6 +33,7 @@ from panoptic_ros.errors import PanopticError
 from panoptic_ros.ros import diagnostics, outputs
 from panoptic_ros.ros.image_io import BadImage, load_cv_bridge, to_rgb
 from panoptic_ros.ros.params import PARAMS, check, descriptor
+from panoptic_ros.ros.stream import RESETS, Frame, StreamMonitor
 from panoptic_ros.tracking import InstanceTracker, TrackerConfig
 
 # node parameter -> post-processing field (the first one the model's post-processing has)
@@ -92,6 +94,7 @@ class PanopticNode(Node):
         self._status = 'unconfigured'
         self._predictor = None
         self._tracker: InstanceTracker | None = None
+        self._stream = StreamMonitor()
         self._labels = None
         self._model_name = ''
         self._engine_desc = ''
@@ -200,6 +203,7 @@ class PanopticNode(Node):
         result = super().on_activate(state)
         if self._tracker is not None:      # a new stream: no track continues across a pause
             self._tracker.reset()
+        self._stream.reset()
         self._publish(self._pubs['label_map'], outputs.label_map_message(
             self._labels, self._model_name, self._predictor.postprocess.label_divisor,
             self.get_clock().now().to_msg()))
@@ -256,6 +260,7 @@ class PanopticNode(Node):
         if self._predictor is not None:
             device = self._predictor.engine.device
             self._predictor = None
+            gc.collect()                    # the model's memory now, not at some later frame
             if device.type == 'cuda':
                 import torch
 
@@ -294,6 +299,19 @@ class PanopticNode(Node):
             self.stats.on_bad_input(exc.kind, str(exc))
             log.warning(f'dropped a bad input image: {exc}', throttle_duration_sec=5.0)
             return
+        stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
+        process, events = self._stream.check(Frame(
+            stamp_ns, msg.header.frame_id, tuple(rgb.shape[:2]),
+            getattr(msg, 'encoding', None) or getattr(msg, 'format', ''), t_received),
+            self._p('tracking.max_gap_s'))
+        if events:
+            self.stats.on_stream_events(events)
+            log.info(f'input stream: {", ".join(events)}', throttle_duration_sec=5.0)
+        if not process:
+            self.stats.on_dropped('duplicate_stamp')
+            return
+        if self._tracker is not None and any(e in RESETS for e in events):
+            self._tracker.reset()
         t1 = time.perf_counter()
         result = self._predictor([rgb])[0]
         track_ids = None

@@ -94,6 +94,8 @@ PARAMS = (
           'missed detections).', 'configure', range=(0, 1000)),
     Param('tracking.predict_motion', True, "Move a track's mask by its constant-velocity "
           'prediction before matching (fast or near objects).', 'configure'),
+    Param('tracking.max_gap_s', 1.0, 'Silence between two frames (header stamps, or arrival '
+          'times when stamps are zero) after which the tracks end.', range=(0.0, 1e6)),
     Param('tracking.instance_ids', 'frame', "Pixel values of panoptic/instance: 'frame', the "
           "per-frame ids (segments' instance_id); 'track', the track ids (segments' track_id, "
           'wrapped into 1..65535). Needs tracking.enabled.', 'configure',
