@@ -221,6 +221,42 @@ def test_interrupted_run_resumes_exactly(tiny_data, tmp_path, monkeypatch):
     assert a['scheduler'] == b['scheduler']
 
 
+def test_a_full_disk_stops_training_clearly_and_the_last_checkpoint_resumes(
+        tiny_data, tmp_path, monkeypatch, capsys):
+    """The disk fills while a checkpoint is written: ``panoptic train`` stops with one line
+    naming the file and the reason, the previous checkpoint stays valid, and ``--resume``
+    continues from it once there is room. The full disk is simulated (fsync of the third
+    atomic write raises ENOSPC): these tests run as root, for whom no folder is read-only, and
+    cannot mount a small file system."""
+    import errno
+
+    from panoptic_ros import fileio
+
+    recipe = tmp_path / 'tiny.yaml'
+    recipe.write_text(yaml.safe_dump({**TINY, 'train': {**TINY['train'], 'checkpoint_every': 2}}))
+    real_fsync, calls = fileio.os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 3:                   # checkpoints at steps 2 and 4 fit, step 6 not
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        real_fsync(fd)
+    monkeypatch.setattr(fileio.os, 'fsync', fsync)
+    out = tmp_path / 'run'
+    args = ['train', '--config', str(recipe), '--data', str(tiny_data), '--out', str(out),
+            '--quiet']
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    ckpt = out / 'checkpoints' / 'last.pt'
+    assert f'cannot write {ckpt}: No space left on device; the earlier file is unchanged' in err
+    assert 'Traceback' not in err
+    assert load_checkpoint(ckpt)['step'] == 4
+    assert not [p.name for p in ckpt.parent.iterdir() if p.suffix == '.tmp']
+    monkeypatch.setattr(fileio.os, 'fsync', real_fsync)
+    assert cli.main(args + ['--resume']) == 0
+    assert load_checkpoint(ckpt)['step'] == 8
+
+
 def test_resume_refuses_a_different_recipe(tiny_data, tmp_path):
     recipe = _recipe(tmp_path, steps=2, checkpoint_every=2)
     loop.train(recipe, tiny_data, tmp_path / 'run', progress=False)
