@@ -6,7 +6,8 @@ What follows is the panoptic fusion, in torch on the outputs' device for every e
 
 1. detections scoring under ``score_threshold`` are dropped (the paper gives no value; 0.5,
    detectron2's panoptic merge default, as the notes recommend);
-2. masks are pasted into their boxes on the grid and binarised at ``mask_threshold``;
+2. the masks of the others are pasted into their boxes on the grid and binarised at
+   ``mask_threshold``;
 3. instances are pasted in decreasing ranking score (eq. 3; ``order='score'``: detection
    score, the paper's baseline) and one loses its place when less than
    ``1 - overlap_threshold`` of its mask stays visible;
@@ -77,13 +78,14 @@ class OANetPostprocess:
                out_size: tuple[int, int]) -> PanopticResult:
         """One image (the shapes of ``__call__`` without ``N``)."""
         h, w = prob.shape[-2:]
-        ok = (scores > 0) & (scores >= self.score_threshold)
-        key = rank if self.order == 'rank' else scores
-        order = torch.argsort(torch.where(ok, key, torch.full_like(key, -1.0)),
-                              descending=True, stable=True)
-        pasted = paste_masks(masks[None], boxes[None], (h, w), STRIDE)[0] > self.mask_threshold
-        return fuse_panoptic(prob, pasted[order], torch.where(ok, scores, torch.zeros_like(
-            scores))[order], thing_classes[classes[order]], is_thing,
-            score_threshold=max(self.score_threshold, 1e-6),
-            overlap_threshold=self.overlap_threshold, min_stuff_area=self.min_stuff_area,
-            void_id=self.void_id, label_divisor=self.label_divisor, out_size=out_size)
+        keep = torch.nonzero((scores > 0) & (scores >= self.score_threshold)).flatten()
+        key = (rank if self.order == 'rank' else scores).index_select(0, keep)
+        keep = keep.index_select(0, torch.argsort(key, descending=True, stable=True))
+        pasted = paste_masks(masks.index_select(0, keep)[None], boxes.index_select(0, keep)[None],
+                             (h, w), STRIDE)[0] > self.mask_threshold
+        return fuse_panoptic(prob, pasted, scores.index_select(0, keep),
+                             thing_classes.index_select(0, classes.index_select(0, keep)),
+                             is_thing, score_threshold=self.score_threshold,
+                             overlap_threshold=self.overlap_threshold,
+                             min_stuff_area=self.min_stuff_area, void_id=self.void_id,
+                             label_divisor=self.label_divisor, out_size=out_size)
