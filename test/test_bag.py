@@ -316,3 +316,52 @@ def test_still_bag_has_no_tracking_section(raw_bag, tmp_path):
                           str(tmp_path / 'r')])
     assert code == 0 and 'video' not in report['quality']
     assert '## Tracking' not in (tmp_path / 'r' / 'report.md').read_text()
+
+
+def test_a_node_that_dies_during_a_live_replay_leaves_a_report_and_names_its_exit(tmp_path):
+    """The node process is killed (SIGKILL) in the middle of a live replay: bag eval stops
+    sending, reports the frames answered so far (the rest as node_exited), and says how the
+    node ended and where its log is."""
+    import signal
+    import time
+    from pathlib import Path
+
+    env = {**os.environ, 'ROS_DOMAIN_ID': str(new_domain())}
+    out = tmp_path / 'live'
+    cmd = [sys.executable, '-m', 'panoptic_ros.cli', 'bag', 'eval', '--quiet', '--bag',
+           str(DEMO_BAG), '--mode', 'live', '--rate-factor', '0.1', '--out', str(out)]
+    run = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+
+    def node_pid():
+        for entry in Path('/proc').iterdir():
+            try:
+                status = (entry / 'status').read_text()
+                cmdline = (entry / 'cmdline').read_bytes()
+            except OSError:
+                continue
+            if b'panoptic_ros.ros.node' in cmdline and f'PPid:\t{run.pid}\n' in status:
+                return int(entry.name)
+        return None
+
+    # the replay is under way once the output bag holds answers: then kill the node
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and run.poll() is None:
+        log = out / 'node.log'
+        if log.is_file() and 'active' in log.read_text():
+            break
+        time.sleep(0.5)
+    time.sleep(6.0)                     # handshake, then a few of the 20 frames (1 s apart)
+    pid = node_pid()
+    assert pid is not None and run.poll() is None
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 2, stdout + stderr
+    assert 'panoptic_node exited (code -9) during the replay' in stderr
+    assert str(out / 'node.log') in stderr and 'Traceback' not in stderr
+    report = json.loads((out / 'report.json').read_text())
+    frames = report['latency']['frames']
+    assert report['node_exit']['code'] == -9
+    assert frames['drop_reasons'].get('node_exited', 0) >= 1
+    assert frames['completed'] + sum(frames['drop_reasons'].values()) == frames['sent']
+    assert 'panoptic_node exited' in (out / 'report.md').read_text()

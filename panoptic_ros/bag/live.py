@@ -212,12 +212,16 @@ class _InFlight:
 def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
          due: Callable[[Frame], float], on_frame: Callable[[Frame, dict, FrameTiming], None],
          record: Callable[[str, str, int, bytes], None] | None = None,
-         need_quality: bool = False, on_sent: Callable[[], None] | None = None) -> None:
+         need_quality: bool = False, on_sent: Callable[[], None] | None = None,
+         node_alive: Callable[[], bool] | None = None) -> None:
     """Send ``frames`` at ``due(frame)`` seconds after the first, collect outputs until every
     frame is answered or accounted for by the node's drop counters (or outputs stop coming),
     and put the unanswered frames in ``metrics.drops`` by reason.
 
     ``record(topic, msgtype, log_ns, raw)`` receives every message sent and received.
+    ``node_alive``: when it turns false (the node process died) nothing more is sent, the
+    outputs already on their way are collected, and the frames left unanswered count as
+    ``node_exited``.
     """
     from rclpy.serialization import deserialize_message
 
@@ -266,7 +270,11 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
 
     start = None
     first_due = None
+    dead = False
     for frame in frames:
+        if node_alive is not None and not node_alive():
+            dead = True
+            break
         d = due(frame)
         if start is None:
             start, first_due = time.perf_counter(), d
@@ -287,6 +295,10 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
     while inflight:
         idle = max(5.0, 3 * worst)
         drain(0.2)
+        if dead or (node_alive is not None and not node_alive()):
+            drain(0.5)                    # what the node published before it died
+            dead = True
+            break
         now = time.perf_counter()
         fresh = session.diagnostics_time > max(last_output, sent_at_end)
         if fresh:
@@ -299,6 +311,9 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
             break
     for stamp in [s for s, item in inflight.items() if required <= item.outputs.keys()]:
         complete(inflight.pop(stamp))     # an optional output (the overlay) went missing
+    if dead:
+        metrics.drops['node_exited'] += len(inflight)
+        return
     _attribute_drops(metrics, len(inflight), base, session.counters())
 
 

@@ -125,6 +125,11 @@ def markdown(report: dict, labels: LabelSet, files: dict[str, str]) -> str:
     lines = [f'# Replay report: {Path(bag["path"]).name}', '']
     if report.get('interrupted'):
         lines += ['**Interrupted (Ctrl-C): partial report of the frames done so far.**', '']
+    if report.get('node_exit'):
+        ex = report['node_exit']
+        lines += [f'**panoptic_node exited (code {ex["code"]}) during the replay:** partial '
+                  f'report of the frames it answered; its log: `{ex["log"]}`', '',
+                  '```', ex['log_tail'], '```', '']
     if bag.get('error'):
         lines += [f'**The bag stopped being readable after {bag["frames_read"]} frames:** '
                   f'{bag["error"]}', '']

@@ -162,7 +162,7 @@ def run_bag_eval(args: argparse.Namespace) -> int:
                f'({args.mode})')
     collector = _Collector(metrics, labels, source.count, bar)
     node = session = None
-    peak = None
+    peak = node_exit = None
     interrupted = False
     report = {'mode': args.mode, 'machine': _machine(), 'model': '', 'rate': ''}
     try:
@@ -219,8 +219,12 @@ def run_bag_eval(args: argparse.Namespace) -> int:
                 due = lambda f: f.log_ns / 1e9 / args.rate_factor  # noqa: E731
             play(session, source.frames(), metrics, due, collector,
                  record=recorder.write, need_quality=bool(source.gt_topic),
-                 on_sent=lambda: bar.update())
+                 on_sent=lambda: bar.update(), node_alive=node.alive if node else None)
             report['node'] = session.diagnostics
+            if node is not None and not node.alive():
+                node_exit = {'code': node.proc.returncode, 'log': str(node.log_path),
+                             'log_tail': node.log_tail()}
+                report['node_exit'] = node_exit
             if args.find_peak:
                 bar.close()
                 lat = metrics.latency()
@@ -265,6 +269,11 @@ def run_bag_eval(args: argparse.Namespace) -> int:
     if peak:
         print(f'peak rate with under 5% drops: {peak["rate_hz"] or 0:.2f} Hz')
     print(f'report: {out / "report.md"} ({", ".join(files)}; report.json)')
+    if node_exit:
+        raise PanopticError(f'panoptic_node exited (code {node_exit["code"]}) during the replay '
+                            f'after {fr["completed"]} of {fr["sent"]} frames were answered; the '
+                            f'report covers those; its log ({node_exit["log"]}):\n'
+                            f'{node_exit["log_tail"]}')
     if source.error:
         raise PanopticError(f'bag {source.path} is corrupt or truncated after '
                             f'{metrics.sent} frames ({source.error}); the report covers those')
