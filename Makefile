@@ -9,7 +9,7 @@ SOURCES := setup.py setup.cfg package.xml $(shell find msg panoptic_ros launch c
 PYTEST_ARGS ?=
 , := ,# a literal comma inside $(call ...) arguments
 
-.PHONY: venv install demo test bench data512 default-model contours-model casnet-model panonet-model zoo clean
+.PHONY: venv install demo test bench data512 default-model contours-model casnet-model panonet-model oanet-model zoo clean
 
 venv: $(VENV)/.deps
 install: $(VENV)/.installed
@@ -96,6 +96,13 @@ panonet-model: data512
 	$(call train,$(PANONET_NAME).stage1,runs/$(PANONET_NAME).stage1)
 	$(call train,$(PANONET_NAME),runs/$(PANONET_NAME))
 	$(call package,runs/$(PANONET_NAME),models/$(PANONET_NAME),Chen et al.$(,) PanoNet: Real-time Panoptic Segmentation through Position-Sensitive Feature Embedding,bandwidth=0.75)
+
+# The bundled OANet (about 100 min on 2 CPU cores, resumable the same way); score threshold
+# and paste order tuned on the val split (seed 11) with benchmarks/tune_postprocess.py.
+OANET_NAME := oanet_lite0_synth_512x1024
+oanet-model: data512
+	$(call train,$(OANET_NAME),runs/$(OANET_NAME))
+	$(call package,runs/$(OANET_NAME),models/$(OANET_NAME),Liu et al.$(,) An End-to-End Network for Panoptic Segmentation (OANet)$(,) CVPR 2019,score_threshold=0.4 order=score)
 
 # The zoo table of docs/models.md: every bundled model on the same held-out images.
 zoo: install
