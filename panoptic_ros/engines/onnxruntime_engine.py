@@ -19,11 +19,14 @@ class OnnxRuntimeEngine:
         device: ``cpu`` or ``cuda[:N]`` (CUDA execution provider; an error if ONNX Runtime
             has none).
         threads: intra-op threads (0: ONNX Runtime's default, all cores).
+        spin: let the intra-op threads spin-wait between runs (ONNX Runtime's default; off
+            here, see ``docs/benchmarks.md``).
     """
 
     name = 'onnxruntime'
 
-    def __init__(self, path: str | Path, *, device: str = 'cpu', threads: int = 0) -> None:
+    def __init__(self, path: str | Path, *, device: str = 'cpu', threads: int = 0,
+                 spin: bool = False) -> None:
         import onnxruntime as ort
 
         self.device = torch.device(device)
@@ -39,6 +42,10 @@ class OnnxRuntimeEngine:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:
+            # after a run the pool's threads spin-wait for the next one by default, holding
+            # the cores that the torch post-processing needs right then
+            opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
