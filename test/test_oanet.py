@@ -144,6 +144,7 @@ def test_targets_of_a_hand_made_scene():
     assert t.semantic.shape == (4, 8)
     assert t.semantic[3, 7] == IGNORE             # cell pixel (30, 14) is void
     assert t.things[1, 1] == 2 and t.things[0, 5] == 0 and t.things[3, 0] == -1
+    assert t.cell_ids[1, 1] == 7 and t.cell_ids[0, 5] == 3 and t.cell_ids[3, 0] == 0
 
 
 def test_mask_targets_crop_the_instance_inside_the_roi():

@@ -11,13 +11,14 @@ _EPS = 1e-6
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise IoU. ``a [K, 4]``, ``b [M, 4]`` as ``x1, y1, x2, y2`` -> ``[K, M]``."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    """Pairwise IoU. ``a [..., K, 4]``, ``b [..., M, 4]`` as ``x1, y1, x2, y2`` ->
+    ``[..., K, M]`` (leading dimensions broadcast: a batch of box sets at once)."""
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=_EPS)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area_a[..., :, None] + area_b[..., None, :] - inter).clamp(min=_EPS)
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor,

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+from panoptic_ros.models.geometry import box_iou
+
 # Faster R-CNN clamps log-scale deltas so that exp() stays finite: log(1000 / 16)
 DELTA_CLAMP = math.log(1000.0 / 16)
 
@@ -166,11 +168,7 @@ def static_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, 
         ``[N, K] bool`` kept.
     """
     n, k, _ = boxes.shape
-    lt = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    rb = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(-1)
-    iou = inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1e-6)
+    iou = box_iou(boxes, boxes)                                          # [N, K, K]
     upper = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(1)
     suppress = (iou > iou_threshold) & upper
     if classes is not None:

@@ -154,8 +154,7 @@ def srm_loss(raw: dict, model: OANet, targets: list[OATargets], fg_rois: list[to
         start += r.shape[0]
         pasted = paste_masks(m[None], r[None, :, 1:], (h, w), STRIDE)[0] > 0.5    # [R, h, w]
         # the ground-truth masks of the matched instances, on the same cells
-        cells = tg.instance.to(device)[STRIDE // 2::STRIDE, STRIDE // 2::STRIDE][:h, :w]
-        gt = cells[None].long() == ids[:, None, None]
+        gt = tg.cell_ids.to(device)[None] == ids[:, None, None]
         tensor = torch.einsum('rt,rhw->thw', F.one_hot(c, t).float(),
                               (pasted | gt).float()).clamp(max=1)
         things = tg.things.to(device)

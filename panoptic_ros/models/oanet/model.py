@@ -47,6 +47,13 @@ ROI_STRIDES = (4, 8, 16, 32)            # P2..P5
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)    # Fast R-CNN's box-delta scaling
 
 
+def _with_image_index(boxes: torch.Tensor) -> torch.Tensor:
+    """``[N, K, 4]`` boxes per image -> ``[N K, 5]`` RoIs ``(image index, x1, y1, x2, y2)``."""
+    n, k, _ = boxes.shape
+    image = torch.arange(n, device=boxes.device, dtype=boxes.dtype)
+    return torch.cat([image[:, None, None].expand(-1, k, 1), boxes], -1).view(-1, 5)
+
+
 class LargeKernel(nn.Module):
     """Global-convolution block (Peng et al., the paper's ref. [34]): ``(1xk -> kx1) +
     (kx1 -> 1xk)``, no normalisation or activation; ``[N, C_in, h, w] -> [N, C_out, h, w]``."""
@@ -271,8 +278,7 @@ class OANet(nn.Module):
         t = len(self.thing_classes)
         props = self.proposals(raw, self.pre_nms_topk, self.post_nms_topk)    # [N, K, 4]
         k = props.shape[1]
-        image = torch.arange(n, device=props.device, dtype=props.dtype)
-        rois = torch.cat([image[:, None, None].expand(-1, k, 1), props], -1).view(-1, 5)
+        rois = _with_image_index(props)
         logits, deltas = self.box_head(feats, rois, static=True)
         prob = logits.float().softmax(-1)[:, 1:].reshape(n, k * t)           # [N, K T]
         boxes = clip_boxes(decode(deltas.float().view(n, k, t, 4), props[:, :, None],
@@ -293,7 +299,7 @@ class OANet(nn.Module):
         alive = score > 0
         box = torch.where(alive[..., None], box, torch.zeros_like(box))
         cls = torch.where(alive, cls, torch.zeros_like(cls))
-        det_rois = torch.cat([image[:, None, None].expand(-1, d, 1), box], -1).view(-1, 5)
+        det_rois = _with_image_index(box)
         mlog = self.mask_logits(feats, det_rois, static=True).view(n, d, t, 28, 28)
         masks = mlog.float().gather(2, cls[:, :, None, None, None].expand(-1, -1, 1, 28, 28))
         masks = torch.sigmoid(masks[:, :, 0])

@@ -25,6 +25,8 @@ class OATargets:
     Attributes:
         semantic: ``[h, w] int64`` class ids, ``IGNORE`` on void.
         things: ``[h, w] int64`` thing index ``0..T-1`` of the cell's instance, -1 elsewhere.
+        cell_ids: ``[h, w] int64`` instance id of each cell (the value in ``instance`` of the
+            pixel it takes).
         instance: ``[H, W] int32`` instance ids (0: none), the mask targets' source.
         boxes: ``[G, 4] float32`` ``x1, y1, x2, y2`` (x2, y2 exclusive) in input pixels.
         classes: ``[G] int64`` thing index of each instance.
@@ -33,6 +35,7 @@ class OATargets:
 
     semantic: torch.Tensor
     things: torch.Tensor
+    cell_ids: torch.Tensor
     instance: torch.Tensor
     boxes: torch.Tensor
     classes: torch.Tensor
@@ -71,5 +74,6 @@ def compute_targets(semantic: torch.Tensor, instance: torch.Tensor, *,
     things = torch.where(keep[cell_index], thing[cell_index], torch.full_like(cell_sem, -1))
     return OATargets(
         semantic=torch.where(cell_sem == void_id, torch.full_like(cell_sem, IGNORE), cell_sem),
-        things=things, instance=instance.to(torch.int32), boxes=boxes[keep],
+        things=things, cell_ids=ids[cell_index], instance=instance.to(torch.int32),
+        boxes=boxes[keep],
         classes=thing[keep], ids=ids[keep])
