@@ -218,7 +218,8 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
     frame is answered or accounted for by the node's drop counters (or outputs stop coming),
     and put the unanswered frames in ``metrics.drops`` by reason.
 
-    ``record(topic, msgtype, log_ns, raw)`` receives every message sent and received.
+    ``record(topic, msgtype, log_ns, raw)`` receives every message sent and every output that
+    answers one of them (a late answer to a handshake frame is dropped here).
     ``node_alive``: when it turns false (the node process died) nothing more is sent, the
     outputs already on their way are collected, and the frames left unanswered count as
     ``node_exited``.
@@ -228,6 +229,7 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
     required = {'segments', 'panoptic', 'semantic'} if need_quality else {'segments'}
     expected = set(session.topics)
     inflight: dict[int, _InFlight] = {}
+    sent_stamps: set[int] = set()
     while not session.inbox.empty():      # late outputs of an earlier run
         session.inbox.get()
     base = session.counters()
@@ -254,11 +256,13 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
                     timeout=max(0.0, end - time.perf_counter()))
             except queue.Empty:
                 return
+            msg = deserialize_message(raw, session.classes[name])
+            stamp = stamp_ns(msg.header.stamp)
+            if stamp not in sent_stamps:
+                continue                  # a late answer to a handshake frame: not the bag's
             last_output = t
             if record:
                 record(topic, types.OUTPUT_TYPES[name], wall_ns, raw)
-            msg = deserialize_message(raw, session.classes[name])
-            stamp = stamp_ns(msg.header.stamp)
             item = inflight.get(stamp)
             if item is not None and name not in item.outputs:
                 item.outputs[name] = msg
@@ -289,6 +293,7 @@ def play(session: LiveSession, frames: Iterable[Frame], metrics: ReplayMetrics,
         if record:
             record(session.input_topic, frame.msgtype, wall, frame.raw)
         inflight[frame.stamp_ns] = _InFlight(frame, sent, wall)
+        sent_stamps.add(frame.stamp_ns)
         drain(0.0)
     # wait for the last outputs, or for the node to report where the rest went
     sent_at_end = time.perf_counter()
