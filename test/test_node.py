@@ -461,7 +461,9 @@ def _proc_resources(pid: int) -> dict:
 def test_lifecycle_churn_with_traffic_leaks_nothing():
     """configure / activate / deactivate / cleanup 50 times while a camera publishes at 10 Hz:
     the node's threads and open files come back to what they were after the first cycles, its
-    memory stays within 50 MB, and the last cycle still answers."""
+    memory stays within 50 MB, and the last cycle still answers. Memory is the floor of the
+    resident size after cleanup over ten cycles: one sample swings by 50-100 MB with what the
+    allocator holds at that moment (benchmarks/lifecycle_churn.py), a leak raises the floor."""
     import threading
 
     from lifecycle_msgs.msg import Transition
@@ -518,7 +520,7 @@ def test_lifecycle_churn_with_traffic_leaks_nothing():
                 assert transition(tid), (cycle, tid)
             if cycle in (10, 50):
                 peer.spin(0.5)
-                samples[cycle] = _proc_resources(proc.pid)
+            samples[cycle] = _proc_resources(proc.pid)
     finally:
         stop.set()
         cam.join(2)
@@ -528,4 +530,6 @@ def test_lifecycle_churn_with_traffic_leaks_nothing():
     first, last = samples[10], samples[50]
     assert last['threads'] == first['threads'], samples
     assert last['files'] <= first['files'], samples
-    assert last['rss_mib'] - first['rss_mib'] < 50, samples
+    floor = [min(samples[c]['rss_mib'] for c in cycles) for cycles in (range(6, 16),
+                                                                      range(41, 51))]
+    assert floor[1] - floor[0] < 50, (floor, samples)

@@ -11,6 +11,7 @@ the worker; ``deactivate`` unsubscribes and stops it; ``cleanup`` releases the m
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import gc
 import threading
@@ -44,6 +45,15 @@ POSTPROCESS_PARAMS = {
     'min_stuff_area': ('min_stuff_area',),
     'label_divisor': ('label_divisor',),
 }
+
+
+def _return_freed_heap() -> None:
+    """Give the heap pages a released model leaves free back to the system: glibc's ``malloc``
+    keeps them mapped otherwise, and a cleaned-up node would go on holding the memory of its
+    last model. No-op where the C library has no ``malloc_trim`` (musl, macOS)."""
+    trim = getattr(ctypes.CDLL(None), 'malloc_trim', None)
+    if trim is not None:
+        trim(0)
 
 
 class FrameQueue:
@@ -261,6 +271,7 @@ class PanopticNode(Node):
             device = self._predictor.engine.device
             self._predictor = None
             gc.collect()                    # the model's memory now, not at some later frame
+            _return_freed_heap()
             if device.type == 'cuda':
                 import torch
 
