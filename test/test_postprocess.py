@@ -6,7 +6,7 @@ import torch
 
 from panoptic_ros.models.dense_detections.decode import dense_boxes, level_candidates
 from panoptic_ros.models.dense_detections.masks import box_iou_map, construct_masks, vote_classes
-from panoptic_ros.models.fusion import fuse_panoptic, paste_instances
+from panoptic_ros.models.fusion import _paste_fixed_point, fuse_panoptic, paste_instances
 from panoptic_ros.models.geometry import box_iou, decode_boxes, nms
 
 
@@ -154,17 +154,25 @@ def _reference_paste(masks, keep, thr):
     return owner, kept
 
 
-@pytest.mark.parametrize('seed', range(6))
-def test_paste_instances_equals_sequential_reference(seed):
+@pytest.mark.parametrize('paste', [paste_instances, _paste_fixed_point],
+                         ids=['cpu_in_order', 'fixed_point'])
+@pytest.mark.parametrize('seed', range(8))
+def test_paste_instances_equals_sequential_reference(seed, paste):
+    """Both ways of pasting (in order on bounding boxes, the CPU's; fixed point on whole masks,
+    the GPU's) are the sequential rule, on overlapping, empty and ragged masks."""
     rng = np.random.default_rng(seed)
-    j = int(rng.integers(0, 12))
+    j = int(rng.integers(0, 12)) if seed else 0
     masks = np.zeros((j, 30, 40), bool)
     for k in range(j):
         y, x = rng.integers(0, 25), rng.integers(0, 35)
         masks[k, y:y + rng.integers(2, 15), x:x + rng.integers(2, 20)] = True
+        masks[k] &= rng.random((30, 40)) < 0.9        # holes: not a box
+    if j > 2:
+        masks[1] = False                              # an empty mask is never kept
     keep = rng.random(j) < 0.8
-    owner, kept = paste_instances(torch.tensor(masks), torch.tensor(keep), 0.5)
-    ref_owner, ref_kept = _reference_paste(masks, keep, 0.5)
+    thr = (0.5, 0.3, 0.7)[seed % 3]
+    owner, kept = paste(torch.tensor(masks), torch.tensor(keep), thr)
+    ref_owner, ref_kept = _reference_paste(masks, keep, thr)
     assert owner.numpy().tolist() == ref_owner.tolist()
     assert kept.numpy().tolist() == ref_kept.tolist()
 
