@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 from panoptic_ros.config import ModelSpec
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.fileio import atomic_write_bytes
+from panoptic_ros.share import data_dir
 
 CARD_KEY = 'panoptic_ros.card'
 # The architecture whose bundled model runs when no model is named.
@@ -93,19 +93,7 @@ def load_model(path: str | Path, device: str | torch.device = 'cpu'
 
 def models_dir() -> Path:
     """Folder of the bundled models: the source tree's ``models/`` or the installed share."""
-    here = Path(__file__).resolve().parent.parent / 'models'
-    if here.is_dir():
-        return here
-    for prefix in (Path(sys.prefix), Path(sys.executable).resolve().parent.parent):
-        candidate = prefix / 'share' / 'panoptic_ros' / 'models'
-        if candidate.is_dir():
-            return candidate
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory('panoptic_ros')) / 'models'
-    except Exception:  # not in a ROS environment: report the source-tree location
-        return here
+    return data_dir('models')
 
 
 def bundled_models() -> dict[str, Path]:
