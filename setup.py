@@ -52,7 +52,7 @@ DATA_FILES = [
     ('share/ament_index/resource_index/packages', ['resource/panoptic_ros']),
     (f'share/{PACKAGE}', ['package.xml']),
     (f'share/{PACKAGE}/launch', glob('launch/*.py')),
-    (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz')),
+    (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.rviz') + glob('config/*.xml')),
     (f'share/{PACKAGE}/config/models', glob('config/models/*.yaml')),
     (f'share/{PACKAGE}/models', [p for p in glob('models/*') if os.path.isfile(p)]),
     (f'share/{PACKAGE}/models/demo_bag', glob('models/demo_bag/*')),

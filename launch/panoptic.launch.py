@@ -10,7 +10,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
@@ -29,17 +29,23 @@ PARAMETER_ARGUMENTS = {
 def _node(context):
     value = {name: LaunchConfiguration(name).perform(context)
              for name in [*PARAMETER_ARGUMENTS, 'params_file', 'namespace', 'image',
-                          'use_sim_time', 'autostart', 'log_level', 'large_data']}
+                          'use_sim_time', 'autostart', 'log_level', 'large_data',
+                          'dds_profile']}
     overrides = {name: value[name] for name in PARAMETER_ARGUMENTS if value[name]}
     overrides['use_sim_time'] = value['use_sim_time'].lower() == 'true'
     overrides['autostart'] = value['autostart'].lower() == 'true'
-    env = {}
+    env, warning = {}, None
     if value['large_data'].lower() == 'true':
         # Fast DDS: shared memory and TCP for big samples instead of fragmented UDP
         env['FASTDDS_BUILTIN_TRANSPORTS'] = os.environ.get('FASTDDS_BUILTIN_TRANSPORTS',
                                                            'LARGE_DATA')
+    else:
+        from panoptic_ros.ros.dds import node_environment
+
+        env, warning = node_environment(value['dds_profile'])
     image = value['image']
-    return [LifecycleNode(
+    notes = [LogInfo(msg=f'panoptic_node: {warning}')] if warning else []
+    return [*notes, LifecycleNode(
         package='panoptic_ros', executable='panoptic_node', name='panoptic',
         namespace=value['namespace'], output='screen',
         parameters=[value['params_file'], overrides],
@@ -69,6 +75,14 @@ def generate_launch_description():
                                           'manager.'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='Logging level: debug, info, warn, error.'),
+        DeclareLaunchArgument('dds_profile', default_value='default',
+                              description="Fast DDS profile of the node: 'default' "
+                                          '(config/fastdds_node.xml: a 64 MiB shared-memory '
+                                          'segment, so that subscribers on this machine get '
+                                          'every large image, best effort included), a path '
+                                          "to an XML profile, or 'none'. A "
+                                          'FASTDDS_DEFAULT_PROFILES_FILE or '
+                                          'FASTDDS_BUILTIN_TRANSPORTS already set wins.'),
         DeclareLaunchArgument('large_data', default_value='false',
                               description='true: set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA for '
                                           'the node (shared memory and TCP for large images). '

@@ -21,13 +21,15 @@ def new_domain() -> int:
     return next(_DOMAINS) % 230 + 1
 
 
-def start_node(domain: int, params: dict, prelude: str = '') -> subprocess.Popen:
-    """``panoptic_node`` in its own process; ``prelude`` is Python run before ``main()``."""
+def start_node(domain: int, params: dict, prelude: str = '',
+               env: dict | None = None) -> subprocess.Popen:
+    """``panoptic_node`` in its own process; ``prelude`` is Python run before ``main()``,
+    ``env`` added to its environment."""
     args = []
     for k, v in params.items():
         args += ['-p', f'{k}:={v}']
     code = f'{prelude}\nfrom panoptic_ros.ros.node import main\nmain()'
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(domain)}     # the installed package
+    env = {**os.environ, **(env or {}), 'ROS_DOMAIN_ID': str(domain)}     # the installed package
     return subprocess.Popen([sys.executable, '-c', code, '--ros-args', *args], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

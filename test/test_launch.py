@@ -48,6 +48,7 @@ def _stub_modules(monkeypatch):
     mods['launch'].LaunchDescription = _Recorder
     mods['launch.actions'].DeclareLaunchArgument = _Recorder
     mods['launch.actions'].OpaqueFunction = _Recorder
+    mods['launch.actions'].LogInfo = _Recorder
     mods['launch.substitutions'].LaunchConfiguration = _LaunchConfiguration
     mods['launch_ros.actions'].LifecycleNode = _Recorder
     for name, mod in mods.items():
@@ -58,6 +59,8 @@ def _stub_modules(monkeypatch):
 def launch_file(monkeypatch):
     _stub_modules(monkeypatch)
     monkeypatch.setenv('AMENT_PREFIX_PATH', str(VENV))   # the installed package (make install)
+    for name in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTDDS_BUILTIN_TRANSPORTS'):
+        monkeypatch.delenv(name, raising=False)
     installed = VENV / 'share' / 'panoptic_ros' / 'launch' / 'panoptic.launch.py'
     assert installed.read_bytes() == (ROOT / 'launch' / 'panoptic.launch.py').read_bytes(), \
         'the installed launch file differs from the source: make install'
@@ -74,7 +77,8 @@ def _run(module, **overrides):
     context = types.SimpleNamespace(launch_configurations={
         name: kw['default_value'] for name, kw in declared.items()} | overrides)
     (opaque,) = [a for a in actions if 'function' in a.kwargs]
-    (node,) = opaque.kwargs['function'](context)
+    *notes, node = opaque.kwargs['function'](context)
+    assert all('msg' in n.kwargs for n in notes), notes
     return declared, node.kwargs
 
 
@@ -96,7 +100,14 @@ def test_arguments_are_described_and_parameters_exist_on_the_node(launch_file):
     assert installed == yaml.safe_load(
         (ROOT / 'config' / 'panoptic.yaml').read_text())['panoptic']['ros__parameters']
     assert node['remappings'] == [('image', 'image'), ('image/compressed', 'image/compressed')]
-    assert node['additional_env'] == {}                   # LARGE_DATA is opt-in
+    # LARGE_DATA is opt-in; the node's own Fast DDS profile (big shared-memory segment) is
+    # the installed one
+    assert node['additional_env'] == {'FASTDDS_DEFAULT_PROFILES_FILE': str(
+        VENV / 'share' / 'panoptic_ros' / 'config' / 'fastdds_node.xml')}
+    assert (VENV / 'share' / 'panoptic_ros' / 'config' / 'fastdds_node.xml').read_bytes() == \
+        (ROOT / 'config' / 'fastdds_node.xml').read_bytes()
+    _, node = _run(launch_file, dds_profile='none')
+    assert node['additional_env'] == {}
     exe = VENV / 'lib' / 'panoptic_ros' / 'panoptic_node'  # where launch_ros looks (pip, colcon)
     assert exe.is_file() and os.access(exe, os.X_OK)
 
@@ -111,6 +122,31 @@ def test_arguments_override_the_parameters_file(launch_file):
     assert ('image', '/cam/front/image_raw') in node['remappings']
     assert ('image/compressed', '/cam/front/image_raw/compressed') in node['remappings']
     assert node['additional_env'] == {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}
+
+
+def test_the_node_dds_profile_yields_to_the_user_and_to_a_small_shared_memory(
+        monkeypatch, tmp_path):
+    """The node's Fast DDS profile: a profile or builtin transports the user set win; a
+    missing profile file fails with its name; without room for the segment in /dev/shm (a
+    container's default 64 MB, or no /dev/shm) the node keeps Fast DDS's defaults and says
+    why."""
+    from panoptic_ros.ros import dds
+
+    env, warning = dds.node_environment('default', environ={})
+    assert Path(env['FASTDDS_DEFAULT_PROFILES_FILE']).name == 'fastdds_node.xml'
+    assert warning is None
+    for user in ({'FASTDDS_DEFAULT_PROFILES_FILE': '/etc/mine.xml'},
+                 {'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4'}):
+        assert dds.node_environment('default', environ=user) == ({}, None)
+    mine = tmp_path / 'mine.xml'
+    mine.write_text('<dds/>')
+    assert dds.node_environment(str(mine), environ={}) == (
+        {'FASTDDS_DEFAULT_PROFILES_FILE': str(mine)}, None)
+    with pytest.raises(FileNotFoundError, match='missing.xml'):
+        dds.node_environment(str(tmp_path / 'missing.xml'), environ={})
+    monkeypatch.setattr(dds, 'SHM_DIR', tmp_path / 'no_shm')
+    env, warning = dds.node_environment('default', environ={})
+    assert env == {} and 'MiB free' in warning and 'shm-size' in warning
 
 
 # --- the real ros2 CLI on the installed package ---------------------------------------------

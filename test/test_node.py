@@ -533,3 +533,45 @@ def test_lifecycle_churn_with_traffic_leaks_nothing():
     floor = [min(samples[c]['rss_mib'] for c in cycles) for cycles in (range(6, 16),
                                                                       range(41, 51))]
     assert floor[1] - floor[0] < 50, (floor, samples)
+
+
+def test_a_best_effort_subscriber_gets_every_full_size_label_image():
+    """With the Fast DDS profile the launch file gives the node (a 64 MiB shared-memory
+    segment, :mod:`panoptic_ros.ros.dds`), a best-effort subscriber with default transports, as
+    RViz and ``ros2 topic hz`` are, receives the 8 MB panoptic image and the 6 MB overlay of
+    every 1024x2048 frame. With Fast DDS's defaults it got 2 of 15 such images
+    (benchmarks/dds_matrix.py)."""
+    from panoptic_ros.ros.dds import node_environment
+
+    env, warning = node_environment('default', environ={})
+    assert warning is None and env, warning
+    domain = new_domain()
+    proc = start_node(domain, {'autostart': 'true', 'warmup_frames': 0}, env=env)
+    peer = Peer(domain)
+    try:
+        best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+        for name in ('panoptic', 'overlay'):
+            peer.subscribe(name, Image, f'panoptic/{name}', best_effort)
+        peer.subscribe('segments', PanopticSegmentArray, 'panoptic/segments')
+        pub = peer.node.create_publisher(Image, 'image', 2)
+        rgb = _scene(1024, 2048, seed=5)
+        # until the node answers with everything: it has seen our three subscriptions
+        _send_until_output(peer, pub, rgb, 1_700_000_300_000_000_000, proc)
+        assert peer.wait_for(lambda: all(peer.received[n] for n in ('panoptic', 'overlay')),
+                             30.0, proc)
+        for received in peer.received.values():
+            received.clear()
+        stamps = [1_700_000_301_000_000_000 + i * 10**9 for i in range(8)]
+        for stamp in stamps:
+            pub.publish(camera_image(rgb, stamp, 'camera_front'))
+            assert peer.wait_for(lambda: any(stamp_ns(m.header) == stamp
+                                             for m in peer.received['segments']), 30.0, proc)
+            peer.spin(0.3)
+        peer.spin(1.0)
+        for name in ('panoptic', 'overlay'):
+            got = sorted(stamp_ns(m.header) for m in peer.received[name])
+            assert got == stamps, (name, len(got))
+        assert peer.received['panoptic'][0].width == 2048
+    finally:
+        peer.close()
+        stop_node(proc)

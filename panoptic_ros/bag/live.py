@@ -29,7 +29,8 @@ NODE_NAME = 'panoptic'
 
 
 class NodeProcess:
-    """``panoptic_node`` as a child process, configured and activated at start.
+    """``panoptic_node`` as a child process, configured and activated at start, with the
+    Fast DDS profile the launch file gives it (:mod:`panoptic_ros.ros.dds`).
 
     Args:
         namespace: ROS namespace of the node (its topics are under it).
@@ -38,14 +39,20 @@ class NodeProcess:
     """
 
     def __init__(self, namespace: str, params: dict, log_path: Path) -> None:
+        from panoptic_ros.ros.dds import node_environment
+
         args = ['--ros-args', '-r', f'__ns:={namespace}', '-p', 'autostart:=true']
         for k, v in params.items():
             args += ['-p', f'{k}:={v}']
         self.log_path = log_path
         self._log = open(log_path, 'w')
+        env, warning = node_environment('default')
+        if warning:
+            self._log.write(f'panoptic bag eval: {warning}\n')
+            self._log.flush()
         self.proc = subprocess.Popen([sys.executable, '-m', 'panoptic_ros.ros.node', *args],
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=dict(os.environ))
+                                     stdin=subprocess.DEVNULL, env={**os.environ, **env})
 
     def alive(self) -> bool:
         return self.proc.poll() is None
