@@ -97,10 +97,12 @@ panonet-model: data512
 	$(call train,$(PANONET_NAME),runs/$(PANONET_NAME))
 	$(call package,runs/$(PANONET_NAME),models/$(PANONET_NAME),Chen et al.$(,) PanoNet: Real-time Panoptic Segmentation through Position-Sensitive Feature Embedding,bandwidth=0.75)
 
-# The bundled OANet (about 100 min on 2 CPU cores, resumable the same way); score threshold
-# and paste order tuned on the val split (seed 11) with benchmarks/tune_postprocess.py.
+# The bundled OANet (about 150 min on 2 CPU cores, resumable the same way): stage 1, then
+# stage 2 from its weights at half the learning rate; score threshold and paste order tuned on
+# the val split (seed 11) with benchmarks/tune_postprocess.py.
 OANET_NAME := oanet_lite0_synth_512x1024
 oanet-model: data512
+	$(call train,$(OANET_NAME).stage1,runs/$(OANET_NAME).stage1)
 	$(call train,$(OANET_NAME),runs/$(OANET_NAME))
 	$(call package,runs/$(OANET_NAME),models/$(OANET_NAME),Liu et al.$(,) An End-to-End Network for Panoptic Segmentation (OANet)$(,) CVPR 2019,score_threshold=0.4 order=score)
 

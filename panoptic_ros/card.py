@@ -74,6 +74,9 @@ def _markdown(path: Path, card: dict, sha256: str) -> str:
         f'{tr.get("hardware")} (torch {tr.get("torch")}), '
         f'{tr.get("train_seconds", 0) / max(tr.get("steps") or 1, 1):.2f} s per step of '
         f'{card.get("recipe", {}).get("train", {}).get("batch_size", "?")} images',
+        *([f'- Starts from `{init}` (an earlier stage, whose own training is not counted '
+           'above)'] if (init := card.get('recipe', {}).get('train', {}).get('init_weights'))
+          else []),
         '',
         *_curve(tr),
         '## Metrics',
