@@ -147,14 +147,15 @@ def build_result(semantic, instance, n_inst, num_classes, seg_score, is_thing, v
     sum_y = torch.bincount(index, weights=(rows[1][:, None] * cols[0][None, :]).flatten(),
                            minlength=n_seg)
     shown = weight > 0                      # grid pixels that appear in the output
+    every = bool(shown.all())               # upsampling: all of them, no selection needed
     big = torch.full((n_seg,), max(out_size), dtype=torch.int64, device=device)
     small = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
-    idx = index[shown]
+    idx = index if every else index[shown]
 
     def extreme(init, per_axis, outer, reduce):
-        per_px = per_axis[None, :].expand(semantic.shape) if outer else \
-            per_axis[:, None].expand(semantic.shape)
-        return init.scatter_reduce(0, idx, per_px.flatten()[shown], reduce)
+        per_px = (per_axis[None, :].expand(semantic.shape) if outer else
+                  per_axis[:, None].expand(semantic.shape)).flatten()
+        return init.scatter_reduce(0, idx, per_px if every else per_px[shown], reduce)
 
     x0, x1 = extreme(big, cols[2], True, 'amin'), extreme(small, cols[3], True, 'amax')
     y0, y1 = extreme(big, rows[2], False, 'amin'), extreme(small, rows[3], False, 'amax')
