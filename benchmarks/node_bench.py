@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument('--width', type=int, default=2048)
     ap.add_argument('--frames', type=int, default=30)
     ap.add_argument('--engine', default='torch')
+    ap.add_argument('--dds-profile', default='default',
+                    help="the node's Fast DDS profile, as the launch file's dds_profile")
     ap.add_argument('--out', type=Path)
     args = ap.parse_args()
 
@@ -65,8 +67,11 @@ def main() -> None:
     from panoptic_ros.synth.scene import SceneRenderer
     from panoptic_ros_msgs.msg import PanopticSegmentArray
 
+    from panoptic_ros.ros.dds import node_environment
+
     domain = new_domain()
-    proc = start_node(domain, {'autostart': 'true', 'engine': args.engine})
+    dds_env, _ = node_environment(args.dds_profile)
+    proc = start_node(domain, {'autostart': 'true', 'engine': args.engine}, env=dds_env)
     peer = Peer(domain)
     rgb, _, _ = SceneRenderer(args.height, args.width).render(np.random.default_rng(0))
     try:
@@ -91,7 +96,8 @@ def main() -> None:
     results['overlay_extra_ms'] = round(results['with_overlay']['publish']
                                         - results['no_overlay']['publish'], 2)
     report = {'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores',
-              'image': [args.height, args.width], 'engine': args.engine, **results}
+              'image': [args.height, args.width], 'engine': args.engine,
+              'dds_profile': args.dds_profile, **results}
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + '\n')

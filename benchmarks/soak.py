@@ -44,10 +44,14 @@ def proc_resources(pid: int) -> dict:
 
 
 def start_node(domain: int, params: dict) -> subprocess.Popen:
+    """The node as the launch file starts it (its Fast DDS profile included)."""
+    from panoptic_ros.ros.dds import node_environment
+
     args = [arg for k, v in params.items() for arg in ('-p', f'{k}:={v}')]
     code = 'from panoptic_ros.ros.node import main\nmain()'
+    dds_env, _ = node_environment('default')
     return subprocess.Popen([sys.executable, '-c', code, '--ros-args', *args],
-                            env={**os.environ, 'ROS_DOMAIN_ID': str(domain)},
+                            env={**os.environ, **dds_env, 'ROS_DOMAIN_ID': str(domain)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
