@@ -64,7 +64,12 @@ def _paste_fixed_point(masks: torch.Tensor, keep: torch.Tensor,
 
 def _paste_in_order(masks: torch.Tensor, keep: torch.Tensor,
                     overlap_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`paste_instances` on the CPU: instance by instance, on its bounding box."""
+    """:func:`paste_instances` on the CPU: instance by instance, on its bounding box.
+
+    A loop over the ``J`` candidates (at most the post-processing's detection limit, 100 for
+    the bundled models), each step a few numpy passes over one box: on the CPU this is 3x
+    faster than the fixed point's passes over all ``J`` masks (docs/benchmarks.md, node
+    overhead). numpy, not torch, because per-call overhead dominates on boxes this small."""
     m = masks.numpy()
     j, h, w = m.shape
     owner = np.full((h, w), -1, np.int64)
