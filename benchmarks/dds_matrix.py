@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-PROFILE = ROOT / 'config' / 'fastdds_node.xml'
+from panoptic_ros.ros.dds import PROFILE_VARIABLE, TRANSPORTS_VARIABLE, default_profile
+
+# publisher's and subscriber's environment additions per row of the matrix
 TRANSPORTS = {
     'default': ({}, {}),
-    'shm_segment': ({'FASTDDS_DEFAULT_PROFILES_FILE': str(PROFILE)}, {}),
-    'large_data': ({'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'},
-                   {'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}),
+    'shm_segment': ({PROFILE_VARIABLE: str(default_profile())}, {}),
+    'large_data': ({TRANSPORTS_VARIABLE: 'LARGE_DATA'}, {TRANSPORTS_VARIABLE: 'LARGE_DATA'}),
 }
 ENCODINGS = {'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1), '32SC1': (np.int32, 1),
              'rgb8': (np.uint8, 3)}
@@ -45,16 +45,18 @@ def _publisher(args) -> int:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from panoptic_ros.ros.image_io import label_image
 
     rclpy.init()
     node = rclpy.create_node('matrix_pub')
     pub = node.create_publisher(Image, 'labels', QoSProfile(
         depth=5, reliability=ReliabilityPolicy.RELIABLE))
-    h, w = args.height, args.width
     dtype, ch = ENCODINGS[args.encoding]
-    arr = np.random.default_rng(0).integers(0, 200, (h, w, ch)).astype(dtype)
-    msg = Image(height=h, width=w, encoding=args.encoding, step=w * ch * arr.itemsize,
-                data=arr.tobytes())
+    shape = (args.height, args.width, ch) if ch > 1 else (args.height, args.width)
+    msg = label_image(Header(), np.random.default_rng(0).integers(0, 200, shape).astype(dtype),
+                      args.encoding)        # built as the node builds its label images
     end = time.monotonic() + 20
     while pub.get_subscription_count() == 0 and time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.05)
@@ -81,13 +83,14 @@ def _subscriber(args) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
+    from panoptic_ros.bag.source import stamp_ns
+
     rclpy.init()
     node = rclpy.create_node('matrix_sub')
     got: dict[int, float] = {}
 
     def on_image(msg) -> None:
-        sent = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        got[int(msg.header.frame_id)] = (time.time_ns() - sent) / 1e6
+        got[int(msg.header.frame_id)] = (time.time_ns() - stamp_ns(msg.header.stamp)) / 1e6
 
     reliability = ReliabilityPolicy.RELIABLE if args.reliability == 'reliable' else \
         ReliabilityPolicy.BEST_EFFORT
@@ -109,7 +112,7 @@ def _cell(args, transport: str, reliability: str, size: tuple[int, int], encodin
           domain: int) -> dict:
     pub_env, sub_env = TRANSPORTS[transport]
     base = {k: v for k, v in os.environ.items()
-            if k not in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTDDS_BUILTIN_TRANSPORTS')}
+            if k not in (PROFILE_VARIABLE, TRANSPORTS_VARIABLE)}
     base['ROS_DOMAIN_ID'] = str(domain)
     common = ['--height', str(size[0]), '--width', str(size[1]), '--encoding', encoding,
               '--frames', str(args.frames), '--rate', str(args.rate)]

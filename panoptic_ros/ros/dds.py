@@ -18,6 +18,7 @@ from pathlib import Path
 from panoptic_ros.share import data_dir
 
 PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
+TRANSPORTS_VARIABLE = 'FASTDDS_BUILTIN_TRANSPORTS'
 SEGMENT_MIB = 64
 SHM_DIR = Path('/dev/shm')
 
@@ -40,7 +41,7 @@ def node_environment(profile: str, environ=os.environ) -> tuple[dict[str, str], 
     """
     if profile == 'none':
         return {}, None
-    if PROFILE_VARIABLE in environ or 'FASTDDS_BUILTIN_TRANSPORTS' in environ:
+    if PROFILE_VARIABLE in environ or TRANSPORTS_VARIABLE in environ:
         return {}, None
     if profile != 'default':
         if not Path(profile).is_file():
