@@ -13,20 +13,16 @@ import pytest
 from panoptic_ros.bag import types
 from panoptic_ros.bag.live import play
 from panoptic_ros.bag.metrics import ReplayMetrics
-from panoptic_ros.bag.source import Frame
+from panoptic_ros.bag.source import Frame, stamp_ns
 from panoptic_ros.labels import get_label_set
+from ros_peer import set_stamp
 
 rclpy_serialization = pytest.importorskip('rclpy.serialization')
 
 
-def _stamp(ns: int):
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=ns // 10**9, nanosec=ns % 10**9)
-
-
-def _answers(stamp_ns: int) -> list[tuple[str, bytes]]:
-    """Every output of the node for the frame stamped ``stamp_ns``, serialized."""
+def _answers(stamp: int) -> list[tuple[str, bytes]]:
+    """Every output of the node for the frame stamped ``stamp`` (ns), serialized."""
+    from rclpy.time import Time
     from sensor_msgs.msg import Image
 
     from panoptic_ros_msgs.msg import PanopticSegmentArray
@@ -34,9 +30,9 @@ def _answers(stamp_ns: int) -> list[tuple[str, bytes]]:
     out = []
     for name in types.OUTPUT_TYPES:
         msg = PanopticSegmentArray() if name == 'segments' else Image()
-        msg.header.stamp = _stamp(stamp_ns)
+        set_stamp(msg.header, stamp)
         if name == 'segments':
-            msg.timings.received = _stamp(time.time_ns())
+            msg.timings.received = Time(nanoseconds=time.time_ns()).to_msg()
             msg.timings.inference_ms = 5.0
         out.append((name, rclpy_serialization.serialize_message(msg)))
     return out
@@ -69,8 +65,7 @@ class _Session:
         for stamp in self.late:
             self._put(stamp)
         self.late = []
-        msg = deserialize_message(raw, Image)
-        self._put(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        self._put(stamp_ns(deserialize_message(raw, Image).header.stamp))
 
     def _put(self, stamp: int) -> None:
         for name, raw in _answers(stamp):
@@ -84,7 +79,7 @@ def _frames(n: int) -> list[Frame]:
     for i in range(n):
         stamp = 5 * 10**9 + i * 10**8
         msg = Image(height=1, width=1, encoding='rgb8', step=3, data=[0, 0, 0])
-        msg.header.stamp = _stamp(stamp)
+        set_stamp(msg.header, stamp)
         frames.append(Frame(i, stamp, stamp, 'sensor_msgs/msg/Image',
                             rclpy_serialization.serialize_message(msg), msg))
     return frames
