@@ -21,6 +21,7 @@ from panoptic_ros.bench import time_stages
 from panoptic_ros.engines import create_engine
 from panoptic_ros.engines.onnxruntime_engine import OnnxRuntimeEngine
 from panoptic_ros.export.artifacts import cached_onnx
+from panoptic_ros.fileio import atomic_write_json
 from panoptic_ros.inference import Predictor
 from panoptic_ros.synth.scene import SceneRenderer
 from panoptic_ros.weights import bundled_models, resolve_model
@@ -55,9 +56,9 @@ def main() -> None:
                       for k, t in times.items()}
         print(name, json.dumps(rows[name]), flush=True)
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump({'image': [args.height, args.width], 'threads': torch.get_num_threads(),
-                       'rows': rows}, f, indent=1)
+        atomic_write_json(args.out, {'image': [args.height, args.width],
+                                     'threads': torch.get_num_threads(), 'rows': rows},
+                          indent=1)
 
 
 if __name__ == '__main__':
