@@ -12,8 +12,9 @@ def data_dir(name: str) -> Path:
     """``models``, ``config``, ...: the source tree's folder when running from a checkout, else
     ``share/panoptic_ros/<name>`` of the install (pip puts it under the interpreter's prefix,
     colcon under an ament prefix)."""
-    here = Path(__file__).resolve().parent.parent / name
-    if here.is_dir():
+    checkout = Path(__file__).resolve().parent.parent
+    here = checkout / name
+    if here.is_dir() and (checkout / 'package.xml').is_file():   # not site-packages' own
         return here
     for prefix in (Path(sys.prefix), Path(sys.executable).resolve().parent.parent):
         candidate = prefix / 'share' / PACKAGE / name
