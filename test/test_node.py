@@ -52,7 +52,10 @@ def _send_until_output(peer, pub, rgb, stamp, proc, timeout=60.0):
 def running(request):
     """The node started with ``-p model:=NAME`` for each architecture's bundled model."""
     domain = new_domain()
-    proc = start_node(domain, {'autostart': 'true', 'model': request.param})
+    # the error latency raised: these tests check behaviour, and a busy 2-core CI machine can
+    # take the heavier models past the default 2 s p95 (thresholds: test_node_units.py)
+    proc = start_node(domain, {'autostart': 'true', 'model': request.param,
+                               'diagnostics.error_latency_ms': '60000.0'})
     peer = Peer(domain)
     _listen(peer)
     pub = peer.node.create_publisher(Image, 'image', 2)
@@ -184,9 +187,14 @@ def test_bad_inputs_are_counted_and_the_node_keeps_working(running):
     }
     for kind, msg in bad.items():
         before = _diag_count(peer, f'bad_input.{kind}')
-        pub.publish(msg)
-        assert peer.wait_for(lambda: _diag_count(peer, f'bad_input.{kind}') > before, 10.0,
-                             proc), kind
+        counted = False
+        for _ in range(5):          # sent again every 2 s: the first may precede discovery
+            pub.publish(msg)
+            counted = peer.wait_for(lambda: _diag_count(peer, f'bad_input.{kind}') > before,
+                                    2.0, proc)
+            if counted:
+                break
+        assert counted, kind
     # a burst of 100 random malformed messages: each is either rejected or superseded by a
     # newer one, none is published, the node survives
     rng = np.random.default_rng(0)
@@ -213,7 +221,7 @@ def test_bad_inputs_are_counted_and_the_node_keeps_working(running):
     assert delta, peer.diagnostics()
     assert delta['bad_inputs'] >= 1 and delta['frames_received'] >= 50
     d = peer.diagnostics()
-    assert d['level'] == 1 and 'bad inputs' in d['message']         # WARN
+    assert d['level'] == 1 and 'bad inputs' in d['message'], d      # WARN
 
 
 def test_camera_faults_are_handled_the_documented_way_and_counted():
