@@ -1,8 +1,14 @@
 """``panoptic_node``: the managed (lifecycle) ROS 2 node that runs panoptic segmentation.
 
 Threads: the executor thread runs the image callback, which only stamps and enqueues the
-message (a bounded queue, newest frame wins); one worker thread decodes, runs the model,
-post-processes and publishes; a timer publishes ``/diagnostics``.
+message (a bounded queue, newest frame wins), and a timer that publishes ``/diagnostics``. One
+compute thread, alive as long as the node, does all the model's work: it loads and warms up
+the model at ``configure`` and, while active, decodes, runs the model, post-processes and
+publishes. Keeping every torch call on one thread matters on the CPU: the torch wheels' GNU
+OpenMP gives each thread that runs a parallel operation its own pool, and once the pools hold
+more threads than there are cores, OpenMP stops spin-waiting between parallel regions; with the
+model loaded on the executor thread and run on another one, post-processing took 40% and
+inference 20% longer (docs/benchmarks.md, node overhead).
 
 Lifecycle: ``configure`` loads the model and warms it up (on failure the node stays
 unconfigured, the reason in the log and in ``/diagnostics``); ``activate`` subscribes and starts
@@ -17,6 +23,7 @@ import gc
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import rclpy
@@ -112,7 +119,8 @@ class PanopticNode(Node):
         self._pubs: dict = {}
         self._sub = None
         self._queue: FrameQueue | None = None
-        self._worker: threading.Thread | None = None
+        self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix='panoptic_compute')
+        self._worker: Future | None = None          # the frame loop on the compute thread
         self._stop = threading.Event()
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diag_timer = self.create_timer(self._p('diagnostics.period'),
@@ -148,7 +156,7 @@ class PanopticNode(Node):
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
-            self._load_model()
+            self._compute.submit(self._load_model).result()
         except PanopticError as exc:
             self._status = f'configure failed: {exc}'
             self.get_logger().error(self._status)
@@ -223,8 +231,7 @@ class PanopticNode(Node):
                          reliability=reliability[self._p('input_qos.reliability')])
         self._queue = FrameQueue(self._p('queue_size'))
         self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name='panoptic_worker', daemon=True)
-        self._worker.start()
+        self._worker = self._compute.submit(self._work)
         if self._p('input_transport') == 'compressed':
             self._sub = self.create_subscription(CompressedImage, 'image/compressed',
                                                  self._on_image, qos)
@@ -258,7 +265,7 @@ class PanopticNode(Node):
             self._sub = None
         self._stop.set()
         if self._worker is not None:
-            self._worker.join()
+            self._worker.result()
             self._worker = None
         if self._queue is not None:
             self.stats.on_dropped('deactivated', self._queue.clear())
@@ -359,6 +366,11 @@ class PanopticNode(Node):
                   if stamp.nanoseconds else 0.0)
         self.stats.on_published(timings, age_ms)
 
+    def destroy_node(self) -> None:
+        self._stop_processing()
+        self._compute.shutdown(wait=True)
+        super().destroy_node()
+
     def _publish(self, pub, msg) -> None:
         try:
             pub.publish(msg)
@@ -406,7 +418,6 @@ def main(args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._stop_processing()
         node.destroy_node()
         rclpy.try_shutdown()
 
