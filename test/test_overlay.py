@@ -298,3 +298,24 @@ def test_the_instance_image_can_carry_track_ids():
         if i:
             assert np.all(track_img[frame_ids == i] == (t - 1) % 65535 + 1)
     assert np.all(track_img[frame_ids == 0] == 0)
+
+
+@pytest.mark.parametrize('size,grid_div', [((128, 256), 1), ((256, 512), 4)])
+def test_label_images_are_the_results_maps_after_serialisation(size, grid_div):
+    """The label images are resized straight into their messages' buffers: what a subscriber
+    deserialises is exactly the result's full-size semantic, instance and panoptic maps."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from panoptic_ros.ros.image_io import label_array
+    from panoptic_ros.ros.outputs import instance_image, panoptic_image, semantic_image
+
+    result = _result(size, grid_div)
+    made = {'semantic': (semantic_image(Header(), result, LABELS), 'mono8', result.semantic),
+            'instance': (instance_image(Header(), result), 'mono16', result.instance),
+            'panoptic': (panoptic_image(Header(), result), '32SC1', result.panoptic)}
+    for name, (msg, encoding, expected) in made.items():
+        got = deserialize_message(serialize_message(msg), Image)
+        assert (got.encoding, got.height, got.width) == (encoding, *size), name
+        np.testing.assert_array_equal(label_array(got).astype(np.int64),
+                                      expected.numpy().astype(np.int64), err_msg=name)

@@ -12,7 +12,6 @@ the numpy path, which is already zero-copy.
 
 from __future__ import annotations
 
-import array as pyarray
 import sys
 
 import cv2
@@ -186,6 +185,28 @@ def label_array(msg) -> np.ndarray:
     return np.frombuffer(msg.data, dtype).reshape(h, step // dtype.itemsize)[:, :w]
 
 
+ENCODING_DTYPES = {'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1), '32SC1': (np.int32, 1),
+                   'rgb8': (np.uint8, 3)}
+
+
+def image_buffer(header, height: int, width: int, encoding: str):
+    """An ``sensor_msgs/Image`` of ``encoding`` (a key of :data:`ENCODING_DTYPES`) and the
+    writable ``[H, W]`` (``[H, W, 3]`` for ``rgb8``) numpy view of its data, for images that
+    are drawn or resized straight into the message instead of being copied in."""
+    dtype, channels = ENCODING_DTYPES[encoding]
+    step = width * channels * np.dtype(dtype).itemsize
+    msg = Image(header=header, height=height, width=width, encoding=encoding,
+                is_bigendian=sys.byteorder == 'big', step=step)
+    # grown in place: assigning an array to ``msg.data`` copies it when rclpy's field checks
+    # are off (its default), and these buffers are megabytes
+    data = msg.data
+    data.append(0)
+    data *= height * step
+    view = np.frombuffer(data, dtype).reshape((height, width, channels)[:3 if channels > 1
+                                                                         else 2])
+    return msg, view
+
+
 def label_image(header, array: np.ndarray, encoding: str):
     """``[H, W]`` or ``[H, W, 3]`` array -> ``sensor_msgs/Image`` with ``header``.
 
@@ -196,8 +217,6 @@ def label_image(header, array: np.ndarray, encoding: str):
     h, w = array.shape[:2]
     msg = Image(header=header, height=h, width=w, encoding=encoding,
                 is_bigendian=sys.byteorder == 'big', step=array.strides[0])
-    # one copy, straight into the array.array the message keeps (bytes would cost two)
-    data = pyarray.array('B')
-    data.frombytes(array.reshape(-1).view(np.uint8))
-    msg.data = data
+    # one copy, straight into the message's own array (see image_buffer)
+    msg.data.frombytes(array.reshape(-1).view(np.uint8))
     return msg

@@ -11,29 +11,28 @@ from panoptic_ros_msgs.msg import (LabelInfo, LabelMap, PanopticSegment,
 from panoptic_ros.labels import LabelSet
 from panoptic_ros.models.result import PanopticResult
 from panoptic_ros.palette import outline_px, panoptic_index
-from panoptic_ros.ros.image_io import label_image
+from panoptic_ros.ros.image_io import ENCODING_DTYPES, image_buffer, label_image
 from panoptic_ros.tracking import track_lut
 
 
-def _at_size(grid, size: tuple[int, int], dtype) -> np.ndarray:
-    """``[h, w]`` label grid of a result -> ``[H, W]`` ``dtype`` at the image size: converted
-    on the small grid, then resized with OpenCV's nearest neighbour (the mapping
-    :func:`~panoptic_ros.models.result.upsample_nearest` uses), so a GPU result only copies
-    the grid to the host."""
-    small = grid.cpu().numpy().astype(dtype, copy=False)
+def _label_message(header, grid: np.ndarray, size: tuple[int, int], encoding: str):
+    """``[h, w]`` label grid of a result (on the host) -> ``sensor_msgs/Image`` of ``encoding``
+    at the image size: converted to the encoding's dtype on the small grid, then resized with
+    OpenCV's nearest neighbour (the mapping :func:`~panoptic_ros.models.result.upsample_nearest`
+    uses) straight into the message's buffer; a GPU result only copies the grid to the host."""
+    small = grid.astype(ENCODING_DTYPES[encoding][0], copy=False)
     if small.shape == tuple(size):
-        return small
-    return cv2.resize(small, size[::-1], interpolation=cv2.INTER_NEAREST)
+        return label_image(header, small, encoding)
+    msg, view = image_buffer(header, *size, encoding)
+    cv2.resize(small, size[::-1], dst=view, interpolation=cv2.INTER_NEAREST)
+    return msg
 
 
 def semantic_image(header, result: PanopticResult, labels: LabelSet):
     """``panoptic/semantic``: ``mono8`` class ids with void 255, ``mono16`` (void 65535)
     beyond 255 classes."""
-    if labels.void_id == 255:
-        return label_image(header, _at_size(result.grid_semantic, result.size, np.uint8),
-                           'mono8')
-    return label_image(header, _at_size(result.grid_semantic, result.size, np.uint16),
-                       'mono16')
+    return _label_message(header, result.grid_semantic.cpu().numpy(), result.size,
+                          'mono8' if labels.void_id == 255 else 'mono16')
 
 
 TRACK_WRAP = 65535     # track ids in a mono16 image: 1..65535, then 1 again
@@ -42,20 +41,16 @@ TRACK_WRAP = 65535     # track ids in a mono16 image: 1..65535, then 1 again
 def instance_image(header, result: PanopticResult, track_ids=None):
     """``panoptic/instance``: ``mono16`` instance ids, 0 for stuff and void; with
     ``track_ids`` (``[S]``) the segments' track ids instead, wrapped into ``1..65535``."""
-    if track_ids is None:
-        return label_image(header, _at_size(result.grid_instance, result.size, np.uint16),
-                           'mono16')
-    lut = track_lut(result, track_ids)
-    lut = np.where(lut > 0, (lut - 1) % TRACK_WRAP + 1, 0).astype(np.uint16)
-    grid = lut[result.grid_instance.cpu().numpy()]
-    if grid.shape != tuple(result.size):
-        grid = cv2.resize(grid, result.size[::-1], interpolation=cv2.INTER_NEAREST)
-    return label_image(header, grid, 'mono16')
+    grid = result.grid_instance.cpu().numpy()
+    if track_ids is not None:
+        lut = track_lut(result, track_ids)
+        grid = np.where(lut > 0, (lut - 1) % TRACK_WRAP + 1, 0).astype(np.uint16)[grid]
+    return _label_message(header, grid, result.size, 'mono16')
 
 
 def panoptic_image(header, result: PanopticResult):
     """``panoptic/panoptic``: ``32SC1`` ``class_id * label_divisor + instance_id``, -1 void."""
-    return label_image(header, _at_size(result.grid_panoptic, result.size, np.int32), '32SC1')
+    return _label_message(header, result.grid_panoptic.cpu().numpy(), result.size, '32SC1')
 
 
 def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: LabelSet, *,
@@ -99,11 +94,12 @@ def overlay_image(header, rgb: np.ndarray, result: PanopticResult, labels: Label
         add = cv2.resize(add, (width, height), interpolation=cv2.INTER_NEAREST)
         keep = cv2.resize(keep, (width, height), interpolation=cv2.INTER_NEAREST)
     grey = cv2.multiply(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), keep, scale=1.0 / 255.0)
-    out = cv2.add(add, cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB))
+    msg, out = image_buffer(header, height, width, 'rgb8')     # drawn in the message
+    cv2.add(add, cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB), dst=out)
     cv2.copyTo(rgb, cv2.compare(keep, 255, cv2.CMP_EQ), out)
     if names:
         _draw_names(out, result, labels)
-    return label_image(header, out, 'rgb8')
+    return msg
 
 
 def _draw_names(out: np.ndarray, result: PanopticResult, labels: LabelSet) -> None:
