@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 
@@ -114,10 +115,12 @@ def segment_index(semantic: torch.Tensor, instance: torch.Tensor, n_inst: int,
     return torch.where(semantic == void_id, torch.zeros_like(index), index)
 
 
-def _axis_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, ...]:
+@functools.lru_cache(maxsize=16)
+def _axis_weights(n_in: int, n_out: int, device: str) -> tuple[torch.Tensor, ...]:
     """Per source pixel of a nearest-neighbour resize along one axis: how many output pixels
     it becomes, the sum of their coordinates, and the first and last of them (``[n_in]``
-    float64, float64, int64, int64; first = ``n_out`` and last = -1 where it becomes none)."""
+    float64, float64, int64, int64; first = ``n_out`` and last = -1 where it becomes none).
+    The same for every frame of a stream, hence cached."""
     src = torch.from_numpy(nearest_sources(n_in, n_out)).to(device).long()
     pos = torch.arange(n_out, device=device)
     count = torch.bincount(src, minlength=n_in).double()
@@ -127,38 +130,59 @@ def _axis_weights(n_in: int, n_out: int, device) -> tuple[torch.Tensor, ...]:
     return count, total, first, last
 
 
+@functools.lru_cache(maxsize=4)
+def _pixel_weights(h: int, w: int, out_h: int, out_w: int,
+                   device: str) -> tuple[torch.Tensor, ...]:
+    """Per grid pixel (``[h * w]``, row-major): its row and column, how many output columns
+    and the sum of their x its column becomes, and how many output rows its row becomes."""
+    r_count = _axis_weights(h, out_h, device)[0]
+    c_count, c_total = _axis_weights(w, out_w, device)[:2]
+    rows = torch.arange(h, device=device).repeat_interleave(w)
+    cols = torch.arange(w, device=device).repeat(h)
+    return rows, cols, c_count[cols], c_total[cols], r_count[rows]
+
+
+def _extent(hist: torch.Tensor, shown: torch.Tensor, first: torch.Tensor,
+            last: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last output coordinate of each segment along one axis, from ``hist``
+    ``[S, n]`` (> 0 where the segment has a shown pixel in grid line ``i``); ``size`` and -1
+    for segments with none."""
+    present = (hist > 0) & shown[None, :]
+    lo = torch.where(present, first[None, :], torch.full_like(first, size)[None, :]).amin(1)
+    hi = torch.where(present, last[None, :], torch.full_like(last, -1)[None, :]).amax(1)
+    return lo, hi
+
+
 def build_result(semantic, instance, n_inst, num_classes, seg_score, is_thing, void_id,
             label_divisor, out_size) -> PanopticResult:
     """The result at ``out_size`` from label maps on a (usually coarser) grid.
 
     Segment areas, boxes and centroids are those of the nearest-neighbour upsampled maps,
     computed exactly on the grid: each grid pixel counts as the block of output pixels it
-    becomes.
+    becomes. The block's size and coordinate sums factor into a row and a column part, so
+    every statistic comes from two histograms per segment, over grid rows and grid columns
+    (``[S, h]`` and ``[S, w]``), instead of one scatter per statistic over all pixels.
     """
     device = semantic.device
+    h, w = semantic.shape
     index_map = segment_index(semantic, instance, n_inst, void_id)
     index = index_map.flatten()
     n_seg = n_inst + 1 + num_classes
-    rows, cols = (_axis_weights(n, m, device) for n, m in zip(semantic.shape, out_size))
-    weight = (rows[0][:, None] * cols[0][None, :]).flatten()
-    area = torch.bincount(index, weights=weight, minlength=n_seg).round().long()
-    sum_x = torch.bincount(index, weights=(rows[0][:, None] * cols[1][None, :]).flatten(),
-                           minlength=n_seg)
-    sum_y = torch.bincount(index, weights=(rows[1][:, None] * cols[0][None, :]).flatten(),
-                           minlength=n_seg)
-    shown = weight > 0                      # grid pixels that appear in the output
-    every = bool(shown.all())               # upsampling: all of them, no selection needed
-    big = torch.full((n_seg,), max(out_size), dtype=torch.int64, device=device)
-    small = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
-    idx = index if every else index[shown]
-
-    def extreme(init, per_axis, outer, reduce):
-        per_px = (per_axis[None, :].expand(semantic.shape) if outer else
-                  per_axis[:, None].expand(semantic.shape)).flatten()
-        return init.scatter_reduce(0, idx, per_px if every else per_px[shown], reduce)
-
-    x0, x1 = extreme(big, cols[2], True, 'amin'), extreme(small, cols[3], True, 'amax')
-    y0, y1 = extreme(big, rows[2], False, 'amin'), extreme(small, rows[3], False, 'amax')
+    r_count, r_total, r_first, r_last = _axis_weights(h, out_size[0], str(device))
+    c_count, c_total, c_first, c_last = _axis_weights(w, out_size[1], str(device))
+    rows, cols, px_cols, px_xsum, px_rows = _pixel_weights(h, w, *out_size, str(device))
+    by_row = index * h + rows                     # (segment, grid row) bins
+    # per (segment, grid row): output columns its pixels become, and their x sum
+    row_cols = torch.bincount(by_row, weights=px_cols, minlength=n_seg * h).view(n_seg, h)
+    row_xsum = torch.bincount(by_row, weights=px_xsum, minlength=n_seg * h).view(n_seg, h)
+    # per (segment, grid column): output rows its pixels become
+    col_rows = torch.bincount(index * w + cols, weights=px_rows,
+                              minlength=n_seg * w).view(n_seg, w)
+    area = (row_cols @ r_count).round().long()
+    sum_x = row_xsum @ r_count
+    sum_y = row_cols @ r_total
+    y0, y1 = _extent(row_cols, r_count > 0, r_first, r_last, max(out_size))
+    x0, x1 = _extent(col_rows, c_count > 0, c_first, c_last, max(out_size))
     present = area > 0
     present[0] = False
     seg = torch.nonzero(present).flatten()
