@@ -59,6 +59,8 @@ def main() -> None:
     ap.add_argument('--engine', default='torch')
     ap.add_argument('--dds-profile', default='default',
                     help="the node's Fast DDS profile, as the launch file's dds_profile")
+    ap.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',
+                    help='a further node parameter (e.g. fusion_stride:=4), repeatable')
     ap.add_argument('--out', type=Path)
     args = ap.parse_args()
 
@@ -71,7 +73,9 @@ def main() -> None:
 
     domain = new_domain()
     dds_env, _ = node_environment(args.dds_profile)
-    proc = start_node(domain, {'autostart': 'true', 'engine': args.engine}, env=dds_env)
+    extra = dict(p.split(':=', 1) for p in args.node_param)
+    proc = start_node(domain, {'autostart': 'true', 'engine': args.engine, **extra},
+                      env=dds_env)
     peer = Peer(domain)
     rgb, _, _ = SceneRenderer(args.height, args.width).render(np.random.default_rng(0))
     try:
@@ -97,7 +101,7 @@ def main() -> None:
                                         - results['no_overlay']['publish'], 2)
     report = {'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores',
               'image': [args.height, args.width], 'engine': args.engine,
-              'dds_profile': args.dds_profile, **results}
+              'dds_profile': args.dds_profile, 'node_params': extra, **results}
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + '\n')

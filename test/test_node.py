@@ -316,6 +316,51 @@ def test_thresholds_change_at_run_time_and_model_changes_are_refused(running):
     assert sum(s.is_thing for s in low.segments) > 0
 
 
+def test_fusion_stride_sets_the_grid_of_the_label_images_at_run_time():
+    """``fusion_stride`` (dense detections): at 4 the label images come from the heads' own
+    1/4 grid (each grid cell a 2x2 block of a 256x512 image here), at the card's 2 from a grid
+    twice as fine; a stride the post-processing has not got is refused."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    domain = new_domain()
+    proc = start_node(domain, {'autostart': 'true', 'model': 'dense_detections'})
+    peer = Peer(domain)
+
+    def set_stride(value: int):
+        v = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+        req = SetParameters.Request(parameters=[Parameter(name='fusion_stride', value=v)])
+        return peer.call(SetParameters, '/panoptic/set_parameters', req,
+                         idempotent=True).results[0]
+
+    def blocky(stamp) -> bool:
+        assert peer.wait_for(lambda: _by_stamp(peer, 'panoptic', stamp), 10.0, proc)
+        msg = _by_stamp(peer, 'panoptic', stamp)
+        pan = np.frombuffer(msg.data, np.int32).reshape(msg.height, msg.width)
+        return all(np.array_equal(pan[0::2, 0::2], pan[dy::2, dx::2])
+                   for dy, dx in ((0, 1), (1, 0), (1, 1)))
+
+    try:
+        _listen(peer)
+        pub = peer.node.create_publisher(Image, 'image', 2)
+        rgb = _scene(256, 512, seed=4)
+        t0 = 1_700_000_300_000_000_000
+        _send_until_output(peer, pub, rgb, t0, proc)
+        assert not blocky(t0)
+        refused = set_stride(3)
+        assert not refused.successful and 'fusion_stride must be 1, 2 or 4' in refused.reason
+        assert set_stride(4).successful
+        _send_until_output(peer, pub, rgb, t0 + 10 ** 8, proc)
+        assert blocky(t0 + 10 ** 8)
+        assert set_stride(-1).successful                # back to the card's
+        _send_until_output(peer, pub, rgb, t0 + 2 * 10 ** 8, proc)
+        assert not blocky(t0 + 2 * 10 ** 8)
+    finally:
+        peer.close()
+        log = stop_node(proc)
+    assert 'Traceback' not in log, log[-3000:]
+
+
 def _rss_mb(pid: int) -> float:
     with open(f'/proc/{pid}/status') as f:
         return next(int(line.split()[1]) for line in f if line.startswith('VmRSS')) / 1024

@@ -74,6 +74,8 @@ def test_parameter_rules():
     assert 'multiple of 128' in params.check('input_height', 500, configured=False)
     assert 'unknown' in params.check('outputs', ['semantic', 'depth'], configured=False)
     assert "cuda:N" in params.check('device', 'gpu', configured=False)
+    assert params.check('fusion_stride', 4, configured=True) is None
+    assert '1, 2 or 4' in params.check('fusion_stride', 3, configured=True)
 
 
 def test_every_parameter_has_a_descriptor_and_a_default_in_the_yaml():

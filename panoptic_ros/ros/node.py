@@ -50,6 +50,7 @@ POSTPROCESS_PARAMS = {
     'mask_threshold': ('mask_threshold', 'sigma'),     # sigma: dense detections, eq. 7
     'overlap_threshold': ('overlap_threshold',),
     'min_stuff_area': ('min_stuff_area',),
+    'fusion_stride': ('fusion_stride',),
     'label_divisor': ('label_divisor',),
 }
 
@@ -110,6 +111,7 @@ class PanopticNode(Node):
         self._active = False
         self._status = 'unconfigured'
         self._predictor = None
+        self._card_postprocess = None           # the model card's post-processing
         self._tracker: InstanceTracker | None = None
         self._stream = StreamMonitor()
         self._labels = None
@@ -138,8 +140,10 @@ class PanopticNode(Node):
                 self.get_logger().warning(f'parameter change refused: {reason}')
                 return SetParametersResult(successful=False, reason=reason)
         if self._predictor is not None and any(p.name in POSTPROCESS_PARAMS for p in params):
-            values = {p.name: p.value for p in params}
-            self._predictor.postprocess = self._postprocess(self._predictor.postprocess, values)
+            # from the card's values, so that a negative value brings the card's back
+            values = {name: self._p(name) for name in POSTPROCESS_PARAMS}
+            values.update({p.name: p.value for p in params})
+            self._predictor.postprocess = self._postprocess(self._card_postprocess, values)
         return SetParametersResult(successful=True)
 
     def _postprocess(self, current, values: dict):
@@ -204,6 +208,7 @@ class PanopticNode(Node):
             self._p('engine'), weights, device=device, precision=self._p('precision'),
             cache_dir=self._p('cache_dir') or None, size=None if 0 in size else size)
         predictor = Predictor(engine, spec)
+        self._card_postprocess = predictor.postprocess
         predictor.postprocess = self._postprocess(
             predictor.postprocess, {name: self._p(name) for name in POSTPROCESS_PARAMS})
         blank = np.zeros((*engine.input_size, 3), np.uint8)
@@ -276,7 +281,7 @@ class PanopticNode(Node):
         self._pubs = {}
         if self._predictor is not None:
             device = self._predictor.engine.device
-            self._predictor = None
+            self._predictor = self._card_postprocess = None
             gc.collect()                    # the model's memory now, not at some later frame
             _return_freed_heap()
             if device.type == 'cuda':

@@ -56,6 +56,10 @@ PARAMS = (
           'higher-scoring ones; negative: the model card\'s.', range=(-1.0, 1.0)),
     Param('min_stuff_area', -1, 'Stuff regions smaller than this (pixels of the input image) '
           'become void; negative: the model card\'s.', range=(-1, 1 << 24)),
+    Param('fusion_stride', -1, 'Grid of the instance masks and the panoptic fusion as a stride '
+          "of the network input: 4 (the heads' own grid, fastest), 2 or 1 (bilinearly "
+          "upsampled); negative: the model card's. Dense detections only (docs/benchmarks.md, "
+          'node overhead: the trade-off measured).', range=(-1, 4)),
     Param('label_divisor', 1000, "panoptic id = class_id * label_divisor + instance_id.",
           range=(256, 65536)),
     # outputs
@@ -160,6 +164,8 @@ def check(name: str, value, configured: bool) -> str | None:
             return f'outputs: unknown {unknown}; expected any of {list(OUTPUTS)}'
     if name in ('input_height', 'input_width') and value % 128:
         return f'{name} must be 0 or a multiple of 128, got {value}'
+    if name == 'fusion_stride' and value not in (-1, 1, 2, 4):
+        return f'fusion_stride must be 1, 2 or 4 (or negative: the card\'s), got {value}'
     if name == 'device' and not (value in ('auto', 'cpu', 'cuda') or value.startswith('cuda:')):
         return f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}"
     return None
