@@ -91,6 +91,11 @@ def test_onnxruntime_matches_torch(bundled, onnx_file, val_data):
         x = torch.from_numpy(image).permute(2, 0, 1)[None]
         a, b = torch_engine(x), ort_engine(x)
         assert set(a) == set(b) == set(model.output_names)
+        # IO binding (outputs written into torch tensors) gives exactly what a plain run does
+        plain = ort_engine.session.run(None, {ort_engine.input_name: x.float().numpy()})
+        for (name, _, _), value in zip(ort_engine.outputs, plain):
+            assert b[name].dtype == torch.from_numpy(value).dtype, name
+            assert torch.equal(b[name], torch.from_numpy(value)), name
         for k in (k for k in model.output_names if k.endswith(('_prob', '_scores'))):
             ta, tb = a[k].float(), b[k].float()
             if k == 'cand_scores':

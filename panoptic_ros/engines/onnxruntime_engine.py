@@ -11,8 +11,20 @@ import torch
 from panoptic_ros.errors import PanopticError
 
 
+# ONNX Runtime's type strings -> torch dtypes (the outputs our graphs have)
+ORT_DTYPES = {'tensor(float)': torch.float32, 'tensor(float16)': torch.float16,
+              'tensor(int64)': torch.int64, 'tensor(int32)': torch.int32,
+              'tensor(uint8)': torch.uint8, 'tensor(bool)': torch.bool}
+
+
 class OnnxRuntimeEngine:
     """Runs an ONNX file made by :func:`~panoptic_ros.export.onnx_export.export_onnx`.
+
+    Inputs and outputs go through IO binding: the input is bound where the preprocessed
+    images already are, and every output is written by ONNX Runtime straight into a torch
+    tensor on the engine's device (our exports have static shapes), so on CUDA nothing
+    crosses to the host between preprocessing and post-processing, and on the CPU the
+    post-processing reads ONNX Runtime's results in place.
 
     Args:
         path: the ONNX file.
@@ -52,10 +64,37 @@ class OnnxRuntimeEngine:
             raise PanopticError(f'onnxruntime cannot load {path}: {exc}') from exc
         meta = self.session.get_modelmeta().custom_metadata_map
         self.input_size = tuple(json.loads(meta['panoptic_ros.input_size']))
-        self.output_names = tuple(o.name for o in self.session.get_outputs())
         self.input_name = self.session.get_inputs()[0].name
+        self.outputs = []                   # (name, shape, dtype)
+        for o in self.session.get_outputs():
+            if o.type not in ORT_DTYPES or not all(isinstance(d, int) for d in o.shape):
+                raise PanopticError(
+                    f'{path}: output {o.name} is {o.type} of shape {o.shape}; expected a '
+                    f'static shape and one of {sorted(ORT_DTYPES)} (as panoptic export makes)')
+            self.outputs.append((o.name, list(o.shape), ORT_DTYPES[o.type]))
+        self.output_names = tuple(name for name, _, _ in self.outputs)
+        self._ort_device = ('cuda', self.device.index or 0) if self.device.type == 'cuda' \
+            else ('cpu', 0)
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-        outs = self.session.run(list(self.output_names), {self.input_name: x})
-        return {k: torch.from_numpy(v).to(self.device) for k, v in zip(self.output_names, outs)}
+        """``[N, 3, h, w]`` uint8 images on the engine's device -> the graph's outputs as
+        torch tensors on that device."""
+        x = images.detach().to(self.device, torch.float32).contiguous()
+        binding = self.session.io_binding()
+        kind, index = self._ort_device
+        binding.bind_input(self.input_name, kind, index, np.float32, list(x.shape),
+                           x.data_ptr())
+        outs = {}
+        for name, shape, dtype in self.outputs:
+            outs[name] = torch.empty(shape, dtype=dtype, device=self.device)
+            binding.bind_output(name, kind, index, torch_to_numpy_dtype(dtype), shape,
+                                outs[name].data_ptr())
+        if self.device.type == 'cuda':      # the input is written on torch's stream
+            torch.cuda.current_stream(self.device).synchronize()
+        self.session.run_with_iobinding(binding)
+        return outs
+
+
+def torch_to_numpy_dtype(dtype: torch.dtype):
+    """The numpy dtype of a torch dtype (what IO binding is told an output holds)."""
+    return torch.empty(0, dtype=dtype).numpy().dtype
