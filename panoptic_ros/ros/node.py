@@ -8,16 +8,25 @@ publishes. Keeping every torch call on one thread matters on the CPU: the torch 
 OpenMP gives each thread that runs a parallel operation its own pool, and once the pools hold
 more threads than there are cores, OpenMP stops spin-waiting between parallel regions; with the
 model loaded on the executor thread and run on another one, post-processing took 40% and
-inference 20% longer (docs/benchmarks.md, node overhead).
+inference 20% longer (docs/benchmarks.md, node overhead). After its last parallel region an
+OpenMP thread also spins for about 300,000 rounds by default (a few ms), on the core the label
+images are then made and published with; the node shortens that to 10,000 (``GOMP_SPINCOUNT``,
+unless set in its environment), which took 2-3 ms off publishing the three label images at
+1024x2048.
 
 Lifecycle: ``configure`` loads the model and warms it up (on failure the node stays
 unconfigured, the reason in the log and in ``/diagnostics``); ``activate`` subscribes and starts
-the worker; ``deactivate`` unsubscribes and stops it; ``cleanup`` releases the model.
+the frame loop; ``deactivate`` unsubscribes and stops it; ``cleanup`` releases the model.
 """
 
 from __future__ import annotations
 
-import ctypes
+import os
+
+# before torch, and with it GNU OpenMP, is loaded: libgomp reads its settings once, at load
+os.environ.setdefault('GOMP_SPINCOUNT', '10000')
+
+import ctypes  # noqa: E402  (the imports follow the OpenMP setting on purpose)
 import dataclasses
 import gc
 import threading
