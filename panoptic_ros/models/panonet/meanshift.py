@@ -22,8 +22,13 @@ never interact) and for all seeds in parallel:
 Classes have their own bandwidths: points are divided by their class's bandwidth, so every
 radius is 1. Loops: at most ``max_iter`` shift iterations (all seeds at once; converged seeds
 frozen), the duplicate rule's fixed point (at most the number of modes, a few in practice),
-and chunks of ``budget`` seed-point distances. Each iteration costs ``O(M N D)`` for ``M``
-seeds (occupied bins) and ``N`` points, as matrix products.
+chunks of ``budget`` seed-point distances, and the merged-path chains (at most ``M``). Each
+iteration costs ``O(M' N D)`` for the ``M'`` seeds still moving and ``N`` points, as two
+matrix products: distances screened in float32 (pairs within ``SCREEN`` of the radius decided
+in float64, so the neighbourhoods are the float64 ones) and neighbourhood sums. Seeds whose
+means become equal follow one path from then on, as they would in scikit-learn, and only one
+of them is iterated: on a street scene's ~3000 thing cells the ~450 seeds are halved after 5
+iterations of ~25.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from __future__ import annotations
 import torch
 
 DEFAULT_BUDGET = 1 << 22
+CLASS_GAP = 2.0     # radii between two classes' class coordinates (> 1: never neighbours)
+SCREEN = 1e-3      # float32 distances this close to the radius are decided in float64
 
 
 def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -47,6 +54,38 @@ def _pairwise_within(a: torch.Tensor, ca: torch.Tensor, b: torch.Tensor, cb: tor
     return (_squared_distances(a, b) <= radius2) & (ca[:, None] == cb[None, :])
 
 
+_HASH = torch.randint(1, 1 << 62, (64,), generator=torch.Generator().manual_seed(0)) | 1
+
+
+def _first_equal_row(rows: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    """``[S]``: for every row of ``rows [S, D]`` (float64) of class ``cls [S]``, the index of
+    the first row with bitwise the same values and class (itself if none): rows hashed
+    through their bits, then compared, so a hash collision never merges different rows."""
+    s, d = rows.shape
+    mult = _HASH[:d + 1].to(rows.device)
+    h = (rows.contiguous().view(torch.int64) * mult[:d]).sum(1) + cls * mult[d]
+    _, inverse = torch.unique(h, return_inverse=True)
+    order = torch.arange(s, device=rows.device)
+    first = torch.full((s,), s, device=rows.device).scatter_reduce(
+        0, inverse, order, 'amin')[inverse]
+    same = (rows == rows[first]).all(1) & (cls == cls[first])
+    return torch.where(same, first, order)
+
+
+def _unique_rows(key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(key, dim=0, return_counts=True)`` (rows in ascending lexicographic
+    order) from one stable sort per column: ``unique`` with ``dim`` compares rows one by one
+    and cost 9 ms on the 3000 x 13 keys of a frame, these sorts well under 1 ms."""
+    order = torch.arange(key.shape[0], device=key.device)
+    for col in range(key.shape[1] - 1, -1, -1):
+        order = order[torch.sort(key[order, col], stable=True).indices]
+    rows = key[order]
+    first = torch.ones(rows.shape[0], dtype=torch.bool, device=key.device)
+    first[1:] = (rows[1:] != rows[:-1]).any(1)
+    group = torch.cumsum(first.long(), 0) - 1
+    return rows[first], torch.bincount(group)
+
+
 def bin_seeds(x: torch.Tensor, cls: torch.Tensor, size: float = 1.0,
               min_bin_freq: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Step 1 on scaled points ``x [N, D]`` (bandwidth 1) of classes ``cls [N]``, bins of
@@ -54,7 +93,7 @@ def bin_seeds(x: torch.Tensor, cls: torch.Tensor, size: float = 1.0,
     ``[M]``."""
     bins = torch.round(x / size)
     key = torch.cat([cls[:, None].to(x.dtype), bins], 1)
-    uniq, freq = torch.unique(key, dim=0, return_counts=True)
+    uniq, freq = _unique_rows(key)
     uniq = uniq[freq >= min_bin_freq]
     n_bins = torch.bincount(uniq[:, 0].long(), minlength=int(cls.max()) + 1)
     n_pts = torch.bincount(cls, minlength=int(cls.max()) + 1)
@@ -88,28 +127,71 @@ def mean_shift(x: torch.Tensor, cls: torch.Tensor, bandwidth: torch.Tensor, *,
     xs = x.double() / bw[:, None]
     seeds, seed_cls = bin_seeds(xs, cls, bin_fraction, min_bin_freq)
     m = seeds.shape[0]
-    step = max(1, budget // max(n, 1))
+    # Neighbourhoods of the shift: seeds and points of different classes never meet, so the
+    # class becomes one more coordinate, CLASS_GAP radii apart, and one distance test covers
+    # both. Distances are screened in float32, on coordinates centred per class (the
+    # [seeds, points] matrices at half the bytes), and the pairs within SCREEN of the radius
+    # are decided again in float64: the neighbourhoods are exactly the float64 ones.
+    n_cls = int(cls.max()) + 1
+    centre = torch.zeros(n_cls, dim, dtype=torch.float64, device=device).index_add_(0, cls, xs)
+    centre /= torch.bincount(cls, minlength=n_cls).clamp(min=1)[:, None]
+    level = CLASS_GAP * (torch.arange(n_cls, dtype=torch.float64, device=device)
+                         - (n_cls - 1) / 2)                    # class coordinate, centred
+    pts64 = torch.cat([xs - centre[cls], level[cls][:, None]], 1)                # [N, D+1]
+    # squared distance minus the radius as one product: [q, |q|^2 - 1, 1] . [-2p, 1, |p|^2]
+    p32 = pts64.float()
+    pts_aug = torch.cat([-2.0 * p32, torch.ones_like(p32[:, :1]),
+                         (p32 * p32).sum(1, keepdim=True)], 1).T.contiguous()  # [D+3, N]
+    # neighbourhood sums (of the class-centred coordinates, a few bandwidths at most) and
+    # counts in one float32 product: the means come out within about 1e-7 bandwidths of
+    # float64 ones, far inside the 1e-3 convergence tolerance
+    pts_one = torch.cat([p32[:, :dim], torch.ones_like(p32[:, :1])], 1)
+    step = max(1, budget // max(m, 1))             # points per chunk: seeds x step <= budget
     mean = seeds.clone()
     active = torch.ones(m, dtype=torch.bool, device=device)
     count = torch.zeros(m, dtype=torch.long, device=device)
+    path = torch.arange(m, device=device)         # the seed whose path each seed follows
     for _ in range(max_iter + 1):
         idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
-        sums = torch.zeros(idx.numel(), dim, dtype=torch.float64, device=device)
-        cnt = torch.zeros(idx.numel(), dtype=torch.long, device=device)
+        q64 = torch.cat([mean[idx] - centre[seed_cls[idx]], level[seed_cls[idx]][:, None]], 1)
+        q32 = q64.float()
+        q_aug = torch.cat([q32, (q32 * q32).sum(1, keepdim=True) - 1.0,
+                           torch.ones_like(q32[:, :1])], 1)                     # [M', D+3]
+        sums_cnt = torch.zeros(idx.numel(), dim + 1, dtype=torch.float64, device=device)
         for start in range(0, n, step):
-            pts, pc = xs[start:start + step], cls[start:start + step]
-            w = _pairwise_within(mean[idx], seed_cls[idx], pts, pc, 1.0).double()
-            sums += w @ pts
-            cnt += w.sum(1).long()
+            end = min(n, start + step)
+            excess = q_aug @ pts_aug[:, start:end]          # squared distance - 1, float32
+            w = excess <= 0.0
+            qi, pj = torch.nonzero(excess.abs_() <= SCREEN, as_tuple=True)
+            if qi.numel():
+                w[qi, pj] = ((q64[qi] - pts64[start + pj]) ** 2).sum(1) <= 1.0
+            sums_cnt += (w.float() @ pts_one[start:end]).double()
+        sums, cnt = sums_cnt[:, :dim], sums_cnt[:, dim].round().long()
         empty = cnt == 0
-        new = torch.where(empty[:, None], mean[idx], sums / cnt.clamp(min=1)[:, None])
+        new = torch.where(empty[:, None], mean[idx],
+                          centre[seed_cls[idx]] + sums / cnt.clamp(min=1)[:, None])
         moved = (new - mean[idx]).norm(dim=1)
         count[idx] = cnt
         mean[idx] = new
         done = empty | (moved <= 1e-3)
         active[idx[done]] = False
+        # seeds of a class whose means are now equal have one path from here on (as in
+        # scikit-learn, where a mean is a function of the previous one): the later ones stop
+        # and take the first one's end
+        going = idx[~done]
+        if going.numel() > 1:
+            first = _first_equal_row(mean[going], seed_cls[going])
+            dup = first != torch.arange(going.numel(), device=device)
+            path[going[dup]] = going[first[dup]]
+            active[going[dup]] = False
+    for _ in range(m):                              # follow the chains of merged paths
+        nxt = path[path]
+        if torch.equal(nxt, path):
+            break
+        path = nxt
+    mean, count = mean[path], count[path]
     # the last iteration stops every seed still moving (scikit-learn's max_iter)
     found = count > 0
     mean, seed_cls, count = mean[found], seed_cls[found], count[found]
