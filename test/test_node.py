@@ -422,7 +422,15 @@ def test_lifecycle_transitions_and_bad_weights(tmp_path):
     corrupt = tmp_path / 'corrupt.safetensors'
     corrupt.write_bytes(np.random.default_rng(0).bytes(5000))
     domain = new_domain()
-    proc = start_node(domain, {'weights': str(missing), 'warmup_frames': 0})
+    # which thread builds and which runs the model: one for the node's life (module docstring
+    # of panoptic_ros.ros.node: two OpenMP pools slow every frame)
+    prelude = ('import threading\nfrom panoptic_ros.inference import Predictor\n'
+               'init, run = Predictor.__init__, Predictor.__call__\n'
+               'def log(what): print(f"MODEL_THREAD {what} {threading.current_thread().name}",'
+               ' flush=True)\n'
+               'Predictor.__init__ = lambda self, *a, **k: (log("load"), init(self, *a, **k))[1]\n'
+               'Predictor.__call__ = lambda self, x: (log("run"), run(self, x))[1]\n')
+    proc = start_node(domain, {'weights': str(missing), 'warmup_frames': 0}, prelude)
     peer = Peer(domain)
 
     def transition(tid):
@@ -501,6 +509,9 @@ def test_lifecycle_transitions_and_bad_weights(tmp_path):
         log = stop_node(proc)
     assert proc.returncode == 0 and 'Traceback' not in log, log[-3000:]
     assert f'configure failed: weights file {missing} does not exist' in log
+    threads = [line.split()[1:] for line in log.splitlines() if line.startswith('MODEL_THREAD')]
+    assert [w for w, _ in threads].count('load') == 2 and 'run' in [w for w, _ in threads]
+    assert len({name for _, name in threads}) == 1 and threads[0][1] != 'MainThread', threads
 
 
 def _proc_resources(pid: int) -> dict:
