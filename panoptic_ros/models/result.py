@@ -169,7 +169,7 @@ def build_result(semantic, instance, n_inst, num_classes, seg_score, is_thing, v
     index = index_map.flatten()
     n_seg = n_inst + 1 + num_classes
     r_count, r_total, r_first, r_last = _axis_weights(h, out_size[0], str(device))
-    c_count, c_total, c_first, c_last = _axis_weights(w, out_size[1], str(device))
+    c_count, _, c_first, c_last = _axis_weights(w, out_size[1], str(device))
     rows, cols, px_cols, px_xsum, px_rows = _pixel_weights(h, w, *out_size, str(device))
     by_row = index * h + rows                     # (segment, grid row) bins
     # per (segment, grid row): output columns its pixels become, and their x sum
