@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from panoptic_ros.ros.dds import PROFILE_VARIABLE, TRANSPORTS_VARIABLE, default_profile
+from panoptic_ros.ros.image_io import ENCODING_DTYPES
 
 # publisher's and subscriber's environment additions per row of the matrix
 TRANSPORTS = {
@@ -37,8 +38,6 @@ TRANSPORTS = {
     'shm_segment': ({PROFILE_VARIABLE: str(default_profile())}, {}),
     'large_data': ({TRANSPORTS_VARIABLE: 'LARGE_DATA'}, {TRANSPORTS_VARIABLE: 'LARGE_DATA'}),
 }
-ENCODINGS = {'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1), '32SC1': (np.int32, 1),
-             'rgb8': (np.uint8, 3)}
 
 
 def _publisher(args) -> int:
@@ -53,7 +52,7 @@ def _publisher(args) -> int:
     node = rclpy.create_node('matrix_pub')
     pub = node.create_publisher(Image, 'labels', QoSProfile(
         depth=5, reliability=ReliabilityPolicy.RELIABLE))
-    dtype, ch = ENCODINGS[args.encoding]
+    dtype, ch = ENCODING_DTYPES[args.encoding]
     shape = (args.height, args.width, ch) if ch > 1 else (args.height, args.width)
     msg = label_image(Header(), np.random.default_rng(0).integers(0, 200, shape).astype(dtype),
                       args.encoding)        # built as the node builds its label images
@@ -126,8 +125,8 @@ def _cell(args, transport: str, reliability: str, size: tuple[int, int], encodin
     sub_out, _ = sub.communicate(timeout=duration + 30)
     row = {'transport': transport, 'reliability': reliability, 'size': f'{size[0]}x{size[1]}',
            'encoding': encoding,
-           'mb': size[0] * size[1] * ENCODINGS[encoding][1] *
-           np.dtype(ENCODINGS[encoding][0]).itemsize / 1e6,
+           'mb': size[0] * size[1] * ENCODING_DTYPES[encoding][1] *
+           np.dtype(ENCODING_DTYPES[encoding][0]).itemsize / 1e6,
            'sent': args.frames, **json.loads(sub_out.strip().splitlines()[-1]),
            **json.loads(pub_out.strip().splitlines()[-1])}
     return row
@@ -138,7 +137,7 @@ def main() -> int:
     ap.add_argument('--role', choices=('matrix', 'pub', 'sub'), default='matrix')
     ap.add_argument('--height', type=int, default=1024)
     ap.add_argument('--width', type=int, default=2048)
-    ap.add_argument('--encoding', default='32SC1', choices=ENCODINGS)
+    ap.add_argument('--encoding', default='32SC1', choices=ENCODING_DTYPES)
     ap.add_argument('--reliability', default='reliable')
     ap.add_argument('--frames', type=int, default=25)
     ap.add_argument('--rate', type=float, default=5.0)

@@ -161,7 +161,11 @@ def load_cv_bridge():
         return None
 
 
-_LABEL_DTYPES = {'mono8': np.uint8, 'mono16': np.uint16, '32SC1': np.int32}
+# the encodings of the node's output images: numpy dtype and channels
+ENCODING_DTYPES = {'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1), '32SC1': (np.int32, 1),
+                   'rgb8': (np.uint8, 3)}
+_LABEL_DTYPES = {enc: dtype for enc, (dtype, channels) in ENCODING_DTYPES.items()
+                 if channels == 1}
 
 
 def label_array(msg) -> np.ndarray:
@@ -183,10 +187,6 @@ def label_array(msg) -> np.ndarray:
         raise BadImage('data_length', f'data has {len(msg.data)} bytes, expected height x step '
                        f'= {h} x {step} = {h * step}')
     return np.frombuffer(msg.data, dtype).reshape(h, step // dtype.itemsize)[:, :w]
-
-
-ENCODING_DTYPES = {'mono8': (np.uint8, 1), 'mono16': (np.uint16, 1), '32SC1': (np.int32, 1),
-                   'rgb8': (np.uint8, 3)}
 
 
 def image_buffer(header, height: int, width: int, encoding: str):
