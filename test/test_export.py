@@ -93,7 +93,7 @@ def test_onnxruntime_matches_torch(bundled, onnx_file, val_data):
         assert set(a) == set(b) == set(model.output_names)
         # IO binding (outputs written into torch tensors) gives exactly what a plain run does
         plain = ort_engine.session.run(None, {ort_engine.input_name: x.float().numpy()})
-        for (name, _, _), value in zip(ort_engine.outputs, plain):
+        for (name, _, _, _), value in zip(ort_engine.outputs, plain):
             assert b[name].dtype == torch.from_numpy(value).dtype, name
             assert torch.equal(b[name], torch.from_numpy(value)), name
         for k in (k for k in model.output_names if k.endswith(('_prob', '_scores'))):

@@ -65,14 +65,16 @@ class OnnxRuntimeEngine:
         meta = self.session.get_modelmeta().custom_metadata_map
         self.input_size = tuple(json.loads(meta['panoptic_ros.input_size']))
         self.input_name = self.session.get_inputs()[0].name
-        self.outputs = []                   # (name, shape, dtype)
+        self.outputs = []                   # (name, shape, torch dtype, numpy dtype)
         for o in self.session.get_outputs():
             if o.type not in ORT_DTYPES or not all(isinstance(d, int) for d in o.shape):
                 raise PanopticError(
                     f'{path}: output {o.name} is {o.type} of shape {o.shape}; expected a '
                     f'static shape and one of {sorted(ORT_DTYPES)} (as panoptic export makes)')
-            self.outputs.append((o.name, list(o.shape), ORT_DTYPES[o.type]))
-        self.output_names = tuple(name for name, _, _ in self.outputs)
+            dtype = ORT_DTYPES[o.type]
+            self.outputs.append((o.name, list(o.shape), dtype,
+                                 torch.empty(0, dtype=dtype).numpy().dtype))
+        self.output_names = tuple(name for name, _, _, _ in self.outputs)
         self._ort_device = ('cuda', self.device.index or 0) if self.device.type == 'cuda' \
             else ('cpu', 0)
 
@@ -85,16 +87,10 @@ class OnnxRuntimeEngine:
         binding.bind_input(self.input_name, kind, index, np.float32, list(x.shape),
                            x.data_ptr())
         outs = {}
-        for name, shape, dtype in self.outputs:
+        for name, shape, dtype, np_dtype in self.outputs:
             outs[name] = torch.empty(shape, dtype=dtype, device=self.device)
-            binding.bind_output(name, kind, index, torch_to_numpy_dtype(dtype), shape,
-                                outs[name].data_ptr())
+            binding.bind_output(name, kind, index, np_dtype, shape, outs[name].data_ptr())
         if self.device.type == 'cuda':      # the input is written on torch's stream
             torch.cuda.current_stream(self.device).synchronize()
         self.session.run_with_iobinding(binding)
         return outs
-
-
-def torch_to_numpy_dtype(dtype: torch.dtype):
-    """The numpy dtype of a torch dtype (what IO binding is told an output holds)."""
-    return torch.empty(0, dtype=dtype).numpy().dtype
