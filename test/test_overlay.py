@@ -319,3 +319,16 @@ def test_label_images_are_the_results_maps_after_serialisation(size, grid_div):
         assert (got.encoding, got.height, got.width) == (encoding, *size), name
         np.testing.assert_array_equal(label_array(got).astype(np.int64),
                                       expected.numpy().astype(np.int64), err_msg=name)
+
+
+def test_the_segments_message_builds_no_full_size_map():
+    """``panoptic/segments`` is made from the result's segment table and size alone: building
+    a full-size label map for it cost 1-2 ms a frame at 1024x2048 in the node."""
+    from panoptic_ros.ros.outputs import segments_message
+
+    result = _result((1024, 2048), 4)
+    msg = segments_message(Header(), result, LABELS, None)
+    assert (msg.height, msg.width) == (1024, 2048)
+    assert [s.id for s in msg.segments] == result.segment_ids.tolist()
+    assert not {'semantic', 'instance', 'panoptic'} & set(vars(result)), \
+        'a full-size map was built'

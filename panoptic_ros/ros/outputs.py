@@ -175,7 +175,7 @@ def segments_message(header, result: PanopticResult, labels: LabelSet, timings,
     """``panoptic/segments``: one ``PanopticSegment`` per segment, ids matching the images;
     ``track_ids`` (``[S]``, from :class:`~panoptic_ros.tracking.InstanceTracker`) fill
     ``track_id`` (0 without)."""
-    h, w = result.semantic.shape
+    h, w = result.size         # not result.semantic.shape: that builds the full-size map
     names = labels.names
     tracks = [0] * result.num_segments if track_ids is None else track_ids.tolist()
     segments = [
