@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.heap import keep_freed_memory
 
 
 def _deferred(module: str, function: str) -> Callable[[argparse.Namespace], int]:
@@ -294,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return args.func(args)
     except PanopticError as exc:

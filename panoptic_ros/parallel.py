@@ -7,19 +7,22 @@ imported OpenCV, ``OPENCV_FOR_THREADS_NUM=1`` is set for the workers, which then
 parallel (0.1 s saved on the command line's critical path); otherwise the parent switches
 OpenCV to one thread around the pool and the workers inherit that.
 
-Workers keep the memory they free for their next image (:func:`keep_freed_memory`): each
-image allocates and frees the same few large buffers, and glibc's default hands them back to
-the system and faults them in again, page by page, for the next one.
+Workers keep the memory they free for their next image
+(:func:`panoptic_ros.heap.keep_freed_memory`): each image allocates and frees the same few
+large buffers, and glibc's default hands them back to the system and faults them in again,
+page by page, for the next one (``panoptic pq``: 95k page faults and a quarter of a worker's
+time on 30 pairs at 1024x2048).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import sys
 from multiprocessing import get_context
 from typing import Callable, Iterator
+
+from panoptic_ros.heap import keep_freed_memory
 
 _ENV = 'OPENCV_FOR_THREADS_NUM'
 
@@ -35,30 +38,6 @@ def opencv_single_threaded() -> Iterator[None]:
         yield
     finally:
         cv2.setNumThreads(previous)
-
-
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD = 32 << 20       # glibc's largest (HEAP_MAX_SIZE / 2 on 64-bit)
-_TRIM_THRESHOLD = 256 << 20
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc's ``malloc`` keep freed memory in the process for reuse: blocks up to
-    32 MiB come from the heap rather than from their own ``mmap``, and the heap's top is
-    returned to the system only beyond 256 MiB free.
-
-    For processes that handle one large image after another: with glibc's defaults a
-    1024x2048 image's buffers are mapped, faulted in and zeroed page by page, and unmapped
-    again for each image (``panoptic pq`` workers: 95k page faults and a quarter of their time
-    per 30 pairs). Returns False, changing nothing, where the C library has no ``mallopt``
-    (musl, macOS)."""
-    mallopt = getattr(ctypes.CDLL(None), 'mallopt', None)
-    if mallopt is None:
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-                and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 def _start_worker(initializer: Callable | None, initargs: tuple) -> None:
@@ -84,7 +63,7 @@ def _opencv_threads_env() -> Iterator[None]:
 def process_pool(workers: int, initializer: Callable | None = None, initargs: tuple = (),
                  opencv_single: bool = True) -> Iterator:
     """A forked ``multiprocessing.Pool`` whose workers keep freed memory
-    (:func:`keep_freed_memory`).
+    (:func:`~panoptic_ros.heap.keep_freed_memory`).
 
     Args:
         workers: processes.

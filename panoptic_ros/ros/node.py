@@ -26,8 +26,7 @@ import os
 # before torch, and with it GNU OpenMP, is loaded: libgomp reads its settings once, at load
 os.environ.setdefault('GOMP_SPINCOUNT', '10000')
 
-import ctypes  # noqa: E402  (the imports follow the OpenMP setting on purpose)
-import dataclasses
+import dataclasses  # noqa: E402  (the imports follow the OpenMP setting on purpose)
 import gc
 import threading
 import time
@@ -47,6 +46,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from panoptic_ros_msgs.msg import FrameTimings, LabelMap, PanopticSegmentArray
 from panoptic_ros.errors import PanopticError
+from panoptic_ros.heap import keep_freed_memory, return_freed_memory
 from panoptic_ros.ros import diagnostics, outputs
 from panoptic_ros.ros.image_io import BadImage, load_cv_bridge, to_rgb
 from panoptic_ros.ros.params import PARAMS, check, descriptor
@@ -62,15 +62,6 @@ POSTPROCESS_PARAMS = {
     'fusion_stride': ('fusion_stride',),
     'label_divisor': ('label_divisor',),
 }
-
-
-def _return_freed_heap() -> None:
-    """Give the heap pages a released model leaves free back to the system: glibc's ``malloc``
-    keeps them mapped otherwise, and a cleaned-up node would go on holding the memory of its
-    last model. No-op where the C library has no ``malloc_trim`` (musl, macOS)."""
-    trim = getattr(ctypes.CDLL(None), 'malloc_trim', None)
-    if trim is not None:
-        trim(0)
 
 
 class FrameQueue:
@@ -292,7 +283,7 @@ class PanopticNode(Node):
             device = self._predictor.engine.device
             self._predictor = self._card_postprocess = None
             gc.collect()                    # the model's memory now, not at some later frame
-            _return_freed_heap()
+            return_freed_memory()
             if device.type == 'cuda':
                 import torch
 
@@ -422,6 +413,7 @@ class PanopticNode(Node):
 
 
 def main(args=None) -> None:
+    keep_freed_memory()
     rclpy.init(args=args)
     node = PanopticNode()
     try:
