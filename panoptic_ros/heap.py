@@ -4,8 +4,9 @@ Every frame allocates and frees the same large buffers: the network's activation
 MiB at 512x1024), images and label maps. With glibc's defaults every block over its mmap
 threshold (128 KiB, adapting up to 32 MiB) gets its own ``mmap``, is faulted in and zeroed by
 the kernel page by page when first written, and unmapped when freed, so each frame pays for
-all of its memory again: 70-120 thousand page faults per frame of the default model at
-1024x2048, half of its CPU inference time (docs/benchmarks.md). :func:`keep_freed_memory`
+all of its memory again: 66-120 thousand page faults per frame of the default model at
+1024x2048, a third to half of its CPU inference time (docs/benchmarks.md, "The heap
+policy"). :func:`keep_freed_memory`
 makes ``malloc`` serve every block from its heap and keep what is freed for the next frame.
 
 Memory then stays at the process's working set instead of falling between frames, and
