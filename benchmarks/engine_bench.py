@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/engine_bench.py [--out benchmarks/engine_bench.json] [--device cpu]
 
-Rows: the bundled default model at its size; the ResNet-18 and ResNet-50 Cityscapes recipes
+Rows: the bundled default model (EfficientNet-Lite0, synthetic) at its size; the ResNet-18 and ResNet-50 Cityscapes recipes
 (untrained weights: timing only) at 512x1024 and 1024x2048. Engines: torch and onnxruntime
 (and tensorrt with --tensorrt). Prints a markdown table for docs/benchmarks.md.
 """
@@ -27,7 +27,7 @@ def _recipe(name: str) -> list[str]:
 R18, R50 = (_recipe(f'dense_detections_r{d}_cityscapes_1024x2048') for d in (18, 50))
 # (row label, model source, network input, timed runs)
 RUNS = [
-    ('default (R18 synth)', DEFAULT, (256, 512), 30),
+    ('default (Lite0 synth)', DEFAULT, (512, 1024), 30),
     ('R18 Cityscapes', R18, (512, 1024), 10),
     ('R18 Cityscapes', R18, (1024, 2048), 5),
     ('R50 Cityscapes', R50, (512, 1024), 10),
@@ -65,7 +65,9 @@ def main() -> int:
                   f'{s["inference"]["median_ms"]:.1f} | {s["postprocess"]["median_ms"]:.1f} | '
                   f'{s["total"]["median_ms"]:.1f} | {s["total"]["p95_ms"]:.1f} |', flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2) + '\n')
+        from panoptic_ros.fileio import atomic_write_json
+
+        atomic_write_json(args.out, rows)
     return 0
 
 
