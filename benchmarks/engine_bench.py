@@ -2,9 +2,10 @@
 
 Usage: python benchmarks/engine_bench.py [--out benchmarks/engine_bench.json] [--device cpu]
 
-Rows: the bundled default model (EfficientNet-Lite0, synthetic) at its size; the ResNet-18 and ResNet-50 Cityscapes recipes
-(untrained weights: timing only) at 512x1024 and 1024x2048. Engines: torch and onnxruntime
-(and tensorrt with --tensorrt). Prints a markdown table for docs/benchmarks.md.
+Rows: the bundled default model (EfficientNet-Lite0, synthetic) at its size; the ResNet-18
+and ResNet-50 Cityscapes recipes (untrained weights: timing only) at 512x1024 and 1024x2048.
+Engines: torch and onnxruntime (``--engines torch,onnxruntime,tensorrt`` adds TensorRT).
+Prints a markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations

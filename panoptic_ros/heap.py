@@ -6,8 +6,8 @@ threshold (128 KiB, adapting up to 32 MiB) gets its own ``mmap``, is faulted in 
 the kernel page by page when first written, and unmapped when freed, so each frame pays for
 all of its memory again: 66-120 thousand page faults per frame of the default model at
 1024x2048, a third to half of its CPU inference time (docs/benchmarks.md, "The heap
-policy"). :func:`keep_freed_memory`
-makes ``malloc`` serve every block from its heap and keep what is freed for the next frame.
+policy"). :func:`keep_freed_memory` makes ``malloc`` serve every block from its heap and keep
+what is freed for the next frame.
 
 Memory then stays at the process's working set instead of falling between frames, and
 returns to the system with :func:`return_freed_memory` (the node calls it when it releases a
