@@ -522,6 +522,30 @@ def _proc_resources(pid: int) -> dict:
             'files': len(os.listdir(f'/proc/{pid}/fd')), 'rss_mib': _rss_mb(pid)}
 
 
+def test_an_unexpected_error_while_loading_fails_configure_with_a_message():
+    """Any exception while the model loads or warms up (a bug, a driver fault) fails the
+    configure transition with its type and message in the log and /diagnostics; rclpy's
+    lifecycle would otherwise swallow it and leave the node unconfigured without a word.
+    The fault is injected (the Predictor raises): no real file produces an error of a kind
+    the node does not already name."""
+    domain = new_domain()
+    prelude = ('from panoptic_ros.inference import Predictor\n'
+               'def fault(self, images): raise RuntimeError("injected warm-up fault")\n'
+               'Predictor.__call__ = fault\n')
+    proc = start_node(domain, {'autostart': 'true'}, prelude)
+    peer = Peer(domain)
+    try:
+        peer.subscribe('diagnostics', DiagnosticArray, '/diagnostics')
+        assert peer.wait_for(lambda: (peer.diagnostics() or {}).get('level') == 2, 60.0, proc)
+        d = peer.diagnostics()
+        assert 'configure failed: RuntimeError: injected warm-up fault' in d['message']
+        assert proc.poll() is None                  # still there, to be configured again
+    finally:
+        peer.close()
+        log = stop_node(proc)
+    assert 'configure failed: RuntimeError: injected warm-up fault' in log, log[-3000:]
+
+
 def test_lifecycle_churn_with_traffic_leaks_nothing():
     """configure / activate / deactivate / cleanup 50 times while a camera publishes at 10 Hz:
     the node's threads and open files come back to what they were after the first cycles, its

@@ -165,6 +165,10 @@ class PanopticNode(Node):
             self._status = f'configure failed: {exc}'
             self.get_logger().error(self._status)
             return TransitionCallbackReturn.FAILURE
+        except Exception as exc:     # rclpy would swallow it and leave the node silent
+            self._status = f'configure failed: {type(exc).__name__}: {exc}'
+            self.get_logger().error(self._status)
+            return TransitionCallbackReturn.FAILURE
         self.stats = diagnostics.FrameStats(self._p('diagnostics.window'))
         self.destroy_timer(self._diag_timer)
         self._diag_timer = self.create_timer(self._p('diagnostics.period'),
