@@ -214,3 +214,51 @@ def test_fusion_builds_consistent_result(out_size):
     assert res.semantic[0, 0] == 255 and res.semantic[0, 2] == 0   # tiny stuff region -> void
     assert set(res.segment_instance_ids.tolist()) == {0, 1, 2}
     assert torch.all(res.panoptic[res.semantic == 255] == -1)
+
+
+def _blob_maps(rng, j, h, w):
+    """``j`` probability maps, each non-zero on one random box (some touching the map's
+    edges), the shape of mask probabilities."""
+    prob = torch.zeros(j, h, w)
+    for k in range(j):
+        y0, x0 = int(rng.integers(-3, h - 1)), int(rng.integers(-3, w - 1))
+        y1, x1 = y0 + int(rng.integers(1, h // 2)), x0 + int(rng.integers(1, w // 2))
+        y0, x0 = max(y0, 0), max(x0, 0)
+        prob[k, y0:y1, x0:x1] = torch.from_numpy(rng.random((min(y1, h) - y0, min(x1, w) - x0),
+                                                            dtype=np.float32))
+    return prob
+
+
+@pytest.mark.parametrize('factor', [2, 3, 4])
+@pytest.mark.parametrize('seed', range(4))
+def test_cropped_upsampling_equals_whole_maps(seed, factor):
+    """Masks upsampled only around their passing cells (the CPU path of
+    ``upsample_threshold``) are the masks of the whole maps upsampled, bit for bit, also for
+    maps at the edges, an empty map and a single passing cell."""
+    from panoptic_ros.models.resample import upsample_threshold
+
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(6, 40)), int(rng.integers(6, 60))
+    prob = _blob_maps(rng, 12, h, w)
+    prob[3] = 0                                    # nothing passes
+    prob[4] = 0
+    prob[4, h - 1, 0] = 0.9                        # one passing cell in a corner
+    size = (h * factor, w * factor)
+    whole = torch.nn.functional.interpolate(prob[None], size=size, mode='bilinear',
+                                            align_corners=False)[0] > 0.3
+    got = upsample_threshold(prob, prob > 0.3, size, 0.3)
+    assert got.dtype == torch.bool and got.shape == (12, *size)
+    assert torch.equal(got, whole)
+    assert got[4].any() and not got[3].any()
+
+
+def test_upsample_threshold_other_sizes_and_no_maps():
+    from panoptic_ros.models.resample import upsample_threshold
+
+    prob = _blob_maps(np.random.default_rng(0), 5, 16, 20)
+    for size in [(16, 20), (24, 30), (48, 60)]:          # same grid, 1.5x (whole maps), 3x
+        want = torch.nn.functional.interpolate(prob[None], size=size, mode='bilinear',
+                                               align_corners=False)[0] > 0.2
+        assert torch.equal(upsample_threshold(prob, prob > 0.2, size, 0.2), want)
+    empty = torch.zeros(0, 16, 20)
+    assert upsample_threshold(empty, empty > 0.2, (32, 40), 0.2).shape == (0, 32, 40)
