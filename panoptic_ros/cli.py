@@ -7,6 +7,7 @@ torch or rclpy.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import Callable
 
 from panoptic_ros.errors import PanopticError
 from panoptic_ros.heap import keep_freed_memory
+
+# a full disk or a folder the user cannot write: one line, not a traceback
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 def _deferred(module: str, function: str) -> Callable[[argparse.Namespace], int]:
@@ -300,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except PanopticError as exc:
         print(f'panoptic {args.command}: error: {exc}', file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        print(f'panoptic {args.command}: error: cannot write {exc.filename}: {exc.strerror}',
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f'panoptic {args.command}: interrupted', file=sys.stderr)

@@ -1,6 +1,7 @@
 """`panoptic bag make` / `panoptic bag eval`: real bags written and read with rosbags (MCAP and
 sqlite3), the real model, and (live) a real panoptic_node process over DDS. Nothing is mocked."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -228,6 +229,65 @@ def test_corrupt_and_truncated_bags(data, tmp_path, capsys):
     assert main(['bag', 'eval', '--quiet', '--bag', str(truncated), '--mode', 'offline',
                  '--out', str(tmp_path / 't')]) == 2
     assert f'cannot open bag {truncated}' in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def _tmpfs(path, options):
+    """A real small or read-only file system (tmpfs) at ``path`` for the body."""
+    path.mkdir()
+    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f'cannot mount a tmpfs here ({done.stderr.strip()}): these tests need the '
+                    'rights to mount one')
+    try:
+        yield path
+    finally:
+        subprocess.run(['umount', '-l', str(path)], check=True)
+
+
+def test_a_disk_that_fills_during_bag_eval_loses_the_output_bag_not_the_report(tmp_path,
+                                                                                capsys):
+    """On a real 4 MiB file system the output bag (15 MB for the demo bag) does not fit: it
+    is given up and removed, the replay goes on, and report.json / report.md cover every
+    frame; the command says so in one line and exits 2."""
+    with _tmpfs(tmp_path / 'small', 'size=4m') as disk:
+        out = disk / 'r'
+        code, report = _eval(['--bag', str(DEMO_BAG), '--mode', 'offline', '--out', str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and 'Traceback' not in err
+        assert (f'cannot write the output bag {out / "output_bag"}: No space left on device'
+                in err and 'the report covers all 20 frames' in err)
+        assert report['quality']['frames'] == 20 and report['quality']['All']['pq'] > 0
+        assert 'No space left on device' in report['output_bag_error']
+        assert 'output bag could not be written' in (out / 'report.md').read_text()
+        assert sorted(os.listdir(out)) == ['latency_histogram.png', 'latency_over_time.png',
+                                           'montage.png', 'pq_per_class.png', 'report.json',
+                                           'report.md', 'strip.png']
+
+
+def test_a_read_only_output_folder_is_one_line(tmp_path, capsys):
+    with _tmpfs(tmp_path / 'ro', 'size=1m,ro') as disk:
+        assert main(['bag', 'eval', '--quiet', '--bag', str(DEMO_BAG), '--mode', 'offline',
+                     '--out', str(disk / 'r')]) == 2
+        err = capsys.readouterr().err
+        assert err == f'panoptic bag: error: cannot write {disk / "r"}: Read-only file system\n'
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Reports, cards and checkpoints are written atomically through a temporary file; they
+    get the permissions any file of the user gets (mkstemp's would be 0600)."""
+    from panoptic_ros.fileio import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / 'a.md', 'x')
+        os.umask(0o077)
+        atomic_write_text(tmp_path / 'b.md', 'x')
+    finally:
+        os.umask(old)
+    assert (tmp_path / 'a.md').stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / 'b.md').stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.ros

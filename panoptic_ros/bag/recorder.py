@@ -1,6 +1,7 @@
 """The output bag: every message of a replay, as serialized, in an MCAP rosbag2 bag with zstd
 chunk compression (label images shrink a hundredfold). Written under ``.<name>.partial/`` and
-moved into place on close, so a reader never opens a half bag."""
+moved into place on close, so a reader never opens a half bag. A bag that cannot be written
+(full disk) is given up, not left half written: the replay and its report go on."""
 
 from __future__ import annotations
 
@@ -32,18 +33,43 @@ class OutputBag:
         self._writer.open()
         self._conns: dict[str, object] = {}
         self.messages = 0
+        self.error: str | None = None   # why the bag was given up, if it was
+
+    def _give_up(self, exc: OSError) -> None:
+        """Close the writer without its index, drop the partial bag (which frees the space it
+        took) and record why."""
+        self.error = f'{exc.strerror or exc} after {self.messages} messages'
+        try:
+            self._writer.abort()        # closes the file even when its last flush fails
+        except OSError:
+            pass
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     def write(self, topic: str, msgtype: str, log_ns: int, raw: bytes) -> None:
-        """``raw``: CDR bytes of a ``msgtype`` message (``pkg/msg/Type``)."""
+        """``raw``: CDR bytes of a ``msgtype`` message (``pkg/msg/Type``). Ignored once the
+        bag was given up (:attr:`error`)."""
+        if self.error:
+            return
         conn = self._conns.get(topic)
-        if conn is None:
-            conn = self._conns[topic] = self._writer.add_connection(topic, msgtype,
-                                                                    typestore=self._store)
-        self._writer.write(conn, log_ns, raw)
+        try:
+            if conn is None:
+                conn = self._conns[topic] = self._writer.add_connection(
+                    topic, msgtype, typestore=self._store)
+            self._writer.write(conn, log_ns, raw)
+        except OSError as exc:
+            self._give_up(exc)
+            return
         self.messages += 1
 
-    def close(self) -> Path:
-        self._writer.close()
+    def close(self) -> Path | None:
+        """Finish the bag and move it into place; None if it was given up."""
+        if not self.error:
+            try:
+                self._writer.close()
+            except OSError as exc:
+                self._give_up(exc)
+        if self.error:
+            return None
         if self.path.exists():
             shutil.rmtree(self.path)
         (self._tmp / self.path.name).rename(self.path)

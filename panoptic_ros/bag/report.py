@@ -130,6 +130,9 @@ def markdown(report: dict, labels: LabelSet, files: dict[str, str]) -> str:
         lines += [f'**panoptic_node exited (code {ex["code"]}) during the replay:** partial '
                   f'report of the frames it answered; its log: `{ex["log"]}`', '',
                   '```', ex['log_tail'], '```', '']
+    if report.get('output_bag_error'):
+        lines += ['**The output bag could not be written and was removed:** '
+                  f'{report["output_bag_error"]}; the figures below cover every frame.', '']
     if bag.get('error'):
         lines += [f'**The bag stopped being readable after {bag["frames_read"]} frames:** '
                   f'{bag["error"]}', '']
@@ -248,9 +251,13 @@ def strip_image(frames: list[tuple[int, np.ndarray]], per_row: int = 3) -> np.nd
 def write_report(out: Path, report: dict, labels: LabelSet, series: dict,
                  montage: list[np.ndarray],
                  strip: list[tuple[int, np.ndarray]] | None = None) -> dict[str, str]:
-    """Write plots, montage, strip, ``report.json`` and ``report.md`` into ``out``; returns
-    the files written (name -> path relative to ``out``)."""
+    """Write ``report.json``, plots, montage, strip and ``report.md`` into ``out``; returns
+    the files written (name -> path relative to ``out``). ``report.json`` comes first, so
+    that the figures survive a disk that fills with the pictures, and again at the end with
+    the list of files."""
     files: dict[str, str] = {}
+    report['files'] = files
+    atomic_write_json(out / 'report.json', report)
     title = f'{Path(report["bag"]["path"]).name}, {report["mode"]}'
     if series['end_to_end_ms']:
         plot_latency(series, out / 'latency_over_time.png', out / 'latency_histogram.png',

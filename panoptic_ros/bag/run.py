@@ -242,6 +242,8 @@ def run_bag_eval(args: argparse.Namespace) -> int:
             node.stop()
         recorder.close()
     # every frame read was sent (published, or processed in process)
+    if recorder.error:
+        report['output_bag_error'] = recorder.error
     report.update({'bag': _bag_info(source, metrics.sent), 'interrupted': interrupted,
                    'quality': metrics.quality(), 'latency': metrics.latency()})
     if peak:
@@ -274,6 +276,10 @@ def run_bag_eval(args: argparse.Namespace) -> int:
                             f'after {fr["completed"]} of {fr["sent"]} frames were answered; the '
                             f'report covers those; its log ({node_exit["log"]}):\n'
                             f'{node_exit["log_tail"]}')
+    if recorder.error:
+        raise PanopticError(f'cannot write the output bag {out / "output_bag"}: '
+                            f'{recorder.error}; it was removed; the report covers all '
+                            f'{fr["sent"]} frames')
     if source.error:
         raise PanopticError(f'bag {source.path} is corrupt or truncated after '
                             f'{metrics.sent} frames ({source.error}); the report covers those')
