@@ -112,6 +112,41 @@ class ModelSpec:
                                **params)
 
 
+_NUMBER = {'int': (int,), 'float': (int, float)}
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """:class:`PanopticError` naming the field unless ``value`` fits ``annotation`` (the
+    field's annotation as written: ``int``, ``float``, ``bool``, ``str``, ``str | None``,
+    ``dict``, ``tuple[int, ...]``, ``tuple[float, float]``)."""
+    def number(v, kind: str) -> bool:
+        return isinstance(v, _NUMBER[kind]) and not isinstance(v, bool)
+
+    if annotation in _NUMBER:
+        ok, expected = number(value, annotation), f'a number ({annotation})'
+    elif annotation == 'bool':
+        ok, expected = isinstance(value, bool), 'true or false'
+    elif annotation in ('str', 'str | None'):
+        ok = isinstance(value, str) or (value is None and annotation != 'str')
+        expected = 'a string'
+    elif annotation == 'dict':
+        ok, expected = isinstance(value, Mapping), 'a mapping'
+    elif annotation.startswith('tuple['):
+        kinds = annotation[len('tuple['):-1].split(', ')
+        kind = kinds[0]
+        if kinds[-1] == '...':
+            ok = isinstance(value, (list, tuple)) and all(number(v, kind) for v in value)
+            expected = f'a list of numbers ({kind})'
+        else:
+            ok = (isinstance(value, (list, tuple)) and len(value) == len(kinds)
+                  and all(number(v, kind) for v in value))
+            expected = f'a list of {len(kinds)} numbers ({kind})'
+    else:
+        raise TypeError(f'no check for the annotation {annotation!r} of {name}')
+    if not ok:
+        raise PanopticError(f'{name} must be {expected}, got {value!r}')
+
+
 @dataclass(frozen=True)
 class TrainSpec:
     """The optimisation recipe.
@@ -156,6 +191,8 @@ class TrainSpec:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         _check_keys('train', d, set(fields), {'steps', 'batch_size', 'lr'})
         kw = dict(d)
+        for key, value in d.items():
+            _check_type(f'train.{key}', value, fields[key].type)
         for key in ('lr_milestones', 'crop', 'scale'):
             if key in kw:
                 kw[key] = tuple(kw[key])
@@ -193,7 +230,10 @@ def load_recipe(path: str | Path) -> Recipe:
     except OSError as exc:
         raise PanopticError(f'cannot read config {path}: {exc.strerror}') from exc
     except yaml.YAMLError as exc:
-        raise PanopticError(f'config {path} is not valid YAML: {exc}') from exc
+        mark = getattr(exc, 'problem_mark', None)
+        where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark else ''
+        what = getattr(exc, 'problem', None) or str(exc).splitlines()[0]
+        raise PanopticError(f'config {path} is not valid YAML{where}: {what}') from exc
     if not isinstance(d, dict):
         raise PanopticError(f'config {path}: expected a mapping with sections model, train, '
                             f'data; got {type(d).__name__}')

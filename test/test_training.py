@@ -71,8 +71,18 @@ def test_bad_recipes_fail_with_what_was_expected(tmp_path):
     with pytest.raises(PanopticError, match=r'input_size must be \[height, width\]'):
         load_recipe(bad)
     bad.write_text('model: [unclosed')
-    with pytest.raises(PanopticError, match='not valid YAML'):
+    with pytest.raises(PanopticError, match=r'not valid YAML \(line 1, column 17\): expected'):
         load_recipe(bad)
+    for key, value, expected in (('steps', 'many', r'train\.steps must be a number \(int\)'),
+                                 ('lr', '1e-3', r'train\.lr must be a number \(float\)'),
+                                 ('amp', 'yes please', r'train\.amp must be true or false'),
+                                 ('crop', [64], r'train\.crop must be a list of 2 numbers'),
+                                 ('lr_milestones', [10, 'x'], r'train\.lr_milestones must be a '
+                                  r'list of numbers')):
+        bad.write_text(yaml.safe_dump({**TINY, 'train': {**TINY['train'], key: value}}))
+        with pytest.raises(PanopticError, match=expected) as err:
+            load_recipe(bad)
+        assert '\n' not in str(err.value) and str(bad) in str(err.value)
     with pytest.raises(PanopticError, match='cannot read config'):
         load_recipe(tmp_path / 'missing.yaml')
     bad.write_text(yaml.safe_dump({**TINY, 'model': {**TINY['model'],
