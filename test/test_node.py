@@ -546,6 +546,42 @@ def test_an_unexpected_error_while_loading_fails_configure_with_a_message():
     assert 'configure failed: RuntimeError: injected warm-up fault' in log, log[-3000:]
 
 
+def test_bad_values_given_at_start_fail_configure_and_can_be_corrected():
+    """Parameters from the command line or a launch file are checked as a change at run time
+    is: configure fails naming each bad one and what was expected; set right, the node
+    configures."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    domain = new_domain()
+    proc = start_node(domain, {'autostart': 'true', 'fusion_stride': '3',
+                               'outputs': '[segments,bogus]', 'warmup_frames': '0'})
+    peer = Peer(domain)
+    try:
+        peer.subscribe('diagnostics', DiagnosticArray, '/diagnostics')
+        assert peer.wait_for(lambda: (peer.diagnostics() or {}).get('level') == 2, 60.0, proc)
+        message = peer.diagnostics()['message']
+        assert 'fusion_stride must be 1, 2 or 4' in message and 'got 3' in message
+        assert "outputs: unknown ['bogus']" in message
+        state = peer.call(GetState, '/panoptic/get_state', GetState.Request(), idempotent=True)
+        assert state.current_state.label == 'unconfigured'
+        req = SetParameters.Request(parameters=[
+            Parameter(name='fusion_stride', value=ParameterValue(
+                type=ParameterType.PARAMETER_INTEGER, integer_value=4)),
+            Parameter(name='outputs', value=ParameterValue(
+                type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=['segments']))])
+        results = peer.call(SetParameters, '/panoptic/set_parameters', req, idempotent=True)
+        assert all(r.successful for r in results.results)
+        req = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
+        assert peer.call(ChangeState, '/panoptic/change_state', req).success
+    finally:
+        peer.close()
+        log = stop_node(proc)
+    assert 'configure failed: fusion_stride must be 1, 2 or 4' in log, log[-3000:]
+
+
 def test_lifecycle_churn_with_traffic_leaks_nothing():
     """configure / activate / deactivate / cleanup 50 times while a camera publishes at 10 Hz:
     the node's threads and open files come back to what they were after the first cycles, its

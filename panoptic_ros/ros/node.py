@@ -159,6 +159,13 @@ class PanopticNode(Node):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        # values given at start (command line, launch file, YAML) never went through
+        # _on_set_parameters: check them here, as a change at run time would be
+        bad = [reason for p in PARAMS if (reason := check(p.name, self._p(p.name), False))]
+        if bad:
+            self._status = f'configure failed: {"; ".join(bad)}'
+            self.get_logger().error(self._status)
+            return TransitionCallbackReturn.FAILURE
         try:
             self._compute.submit(self._load_model).result()
         except PanopticError as exc:
