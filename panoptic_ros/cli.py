@@ -28,6 +28,28 @@ def _deferred(module: str, function: str) -> Callable[[argparse.Namespace], int]
     return handler
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
+    return value
+
+
+def _non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text!r}')
+    return value
+
+
 def _add_model(p: argparse.ArgumentParser, weights_help: str = 'weights file') -> None:
     """``--model NAME`` or ``--weights FILE`` (the bundled default model without either)."""
     g = p.add_mutually_exclusive_group()
@@ -102,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--pred-json', required=True, help='prediction JSON (annotations)')
     p.add_argument('--pred-dir', required=True, help='folder of predicted PNGs')
     p.add_argument('--out', help='write results JSON here (official layout)')
-    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
+    p.add_argument('--workers', type=_positive, default=None, help='processes (default: all cores)')
     p.set_defaults(func=_cmd_pq)
 
     p = sub.add_parser('synth', help='render synthetic street scenes (Cityscapes layout)',
@@ -110,19 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
                        'them in the Cityscapes layout, with panoptic ground truth.')
     p.add_argument('--out', required=True, help='dataset root to write into')
     p.add_argument('--split', default='train', help='split name (train, val, test, ...)')
-    p.add_argument('--num', type=int, default=100,
+    p.add_argument('--num', type=_positive, default=100,
                    help='number of images (of sequences with --sequence-length)')
-    p.add_argument('--height', type=int, default=512)
-    p.add_argument('--width', type=int, default=1024)
+    p.add_argument('--height', type=_positive, default=512)
+    p.add_argument('--width', type=_positive, default=1024)
     p.add_argument('--seed', type=int, default=0, help='same seed, same images')
-    p.add_argument('--sequence-length', type=int, metavar='N',
+    p.add_argument('--sequence-length', type=_positive, metavar='N',
                    help='render video: N frames per scene while the camera drives and traffic '
                    'moves, objects keeping their ids (Cityscapes video naming '
                    '<city>_<sequence>_<frame>)')
     p.add_argument('--frame-rate', type=float, default=10.0,
                    help='frames per second of --sequence-length video (default 10, as '
                    'KITTI-STEP)')
-    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
+    p.add_argument('--workers', type=_positive, default=None, help='processes (default: all cores)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_synth)
 
@@ -151,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
     p.add_argument('--device', default='cpu')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16'])
-    p.add_argument('--num', type=int, help='evaluate the first NUM images only')
-    p.add_argument('--batch', type=int, default=1, help='images per engine call')
+    p.add_argument('--num', type=_positive, help='evaluate the first NUM images only')
+    p.add_argument('--batch', type=_positive, default=1, help='images per engine call')
     p.add_argument('--out', help='write results JSON (panoptic pq layout + miou) here')
     p.add_argument('--predictions', help='write COCO panoptic predictions (PNGs + '
                    'predictions.json) into this folder')
@@ -173,9 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                        'engine built from it with the TensorRT Python API.')
     _add_model(p)
     p.add_argument('--format', default='onnx', choices=['onnx', 'tensorrt'])
-    p.add_argument('--height', type=int, help='input height (default: the model card\'s)')
-    p.add_argument('--width', type=int, help='input width (default: the model card\'s)')
-    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--height', type=_positive, help='input height (default: the model card\'s)')
+    p.add_argument('--width', type=_positive, help='input width (default: the model card\'s)')
+    p.add_argument('--batch', type=_positive, default=1)
     p.add_argument('--out', required=True, help='output .onnx or .plan file')
     p.add_argument('--fp16', action='store_true', help='TensorRT: allow FP16 kernels')
     p.add_argument('--workspace', type=float, default=4.0, help='TensorRT workspace (GiB)')
@@ -191,13 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
     p.add_argument('--device', default='cpu')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'fp16'])
-    p.add_argument('--height', type=int, help='network input height (default: the card\'s)')
-    p.add_argument('--width', type=int, help='network input width (default: the card\'s)')
-    p.add_argument('--image-height', type=int, help='camera image height (default: input)')
-    p.add_argument('--image-width', type=int, help='camera image width (default: input)')
-    p.add_argument('--warmup', type=int, default=5)
-    p.add_argument('--iters', type=int, default=30)
-    p.add_argument('--threads', type=int, help='torch CPU threads')
+    p.add_argument('--height', type=_positive, help='network input height (default: the card\'s)')
+    p.add_argument('--width', type=_positive, help='network input width (default: the card\'s)')
+    p.add_argument('--image-height', type=_positive, help='camera image height (default: input)')
+    p.add_argument('--image-width', type=_positive, help='camera image width (default: input)')
+    p.add_argument('--warmup', type=_non_negative, default=5)
+    p.add_argument('--iters', type=_positive, default=30)
+    p.add_argument('--threads', type=_positive, help='torch CPU threads')
     p.add_argument('--out', help='write the figures as JSON here')
     p.set_defaults(func=_deferred('panoptic_ros.bench', 'run_bench'))
 
@@ -234,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--jpeg-quality', type=int, default=90)
     p.add_argument('--zstd', action='store_true', help='zstd compression (MCAP chunks, or '
                    'per message for sqlite3)')
-    p.add_argument('--num', type=int, help='first NUM images only')
+    p.add_argument('--num', type=_positive, help='first NUM images only')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_deferred('panoptic_ros.bag.run', 'run_bag_make'))
 
@@ -256,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                       'back')
     p.add_argument('--find-peak', action='store_true', help='live: then search the highest '
                    'input rate with under 5%% dropped frames')
-    p.add_argument('--peak-frames', type=int, default=30, help='frames per peak-search trial')
-    p.add_argument('--peak-steps', type=int, default=3, help='bisection steps of the search')
+    p.add_argument('--peak-frames', type=_positive, default=30, help='frames per peak-search trial')
+    p.add_argument('--peak-steps', type=_positive, default=3, help='bisection steps of the search')
     _add_model(p, 'weights file; with --connect, the weights the running node uses')
     p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
     p.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N (the node also takes '
@@ -280,11 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
                        'between the zoo markers of --out (docs/models.md).')
     p.add_argument('--data', required=True, help='held-out dataset (Cityscapes layout)')
     p.add_argument('--split', default='val')
-    p.add_argument('--num', type=int, default=200, help='images to evaluate (default 200)')
-    p.add_argument('--image-size', type=int, nargs=2, default=[512, 1024], metavar=('H', 'W'),
+    p.add_argument('--num', type=_positive, default=200, help='images to evaluate (default 200)')
+    p.add_argument('--image-size', type=_positive, nargs=2, default=[512, 1024], metavar=('H', 'W'),
                    help='camera image for the latency figures (default 512 1024)')
-    p.add_argument('--warmup', type=int, default=3)
-    p.add_argument('--iters', type=int, default=10)
+    p.add_argument('--warmup', type=_non_negative, default=3)
+    p.add_argument('--iters', type=_positive, default=10)
     p.add_argument('--out', help='Markdown page to update (e.g. docs/models.md)')
     p.add_argument('--json', help='also write the figures as JSON here')
     p.set_defaults(func=_deferred('panoptic_ros.zoo', 'run_zoo'))

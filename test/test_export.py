@@ -227,6 +227,19 @@ def test_model_names_resolve_to_bundled_files_and_unknown_names_are_listed(capsy
     assert "unknown model 'no_such_model'" in err and 'dense_detections' in err
 
 
+@pytest.mark.parametrize('args, message', [
+    (['bench', '--iters', '0'], "argument --iters: expected a positive integer, got '0'"),
+    (['eval', '--data', 'x', '--num', 'abc'], "argument --num: expected a positive integer"),
+    (['synth', '--out', 'x', '--height', '-5'], "argument --height: expected a positive"),
+    (['bench', '--warmup', '-1'], "argument --warmup: expected an integer >= 0, got '-1'"),
+])
+def test_counts_and_sizes_out_of_range_are_refused_by_the_parser(args, message, capsys):
+    """``panoptic bench --iters 0`` used to end in an IndexError from the statistics."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_bundled_model_reproduces_its_card_on_fresh_val_data(bundled, tmp_path):
     """The card's PQ (200 held-out images) within 2 points on 200 images of another seed."""
