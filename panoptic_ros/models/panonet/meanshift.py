@@ -20,11 +20,12 @@ never interact) and for all seeds in parallel:
 4. every point goes to its nearest remaining mode of its class (-1 if its class has none).
 
 Classes have their own bandwidths: points are divided by their class's bandwidth, so every
-radius is 1. Loops: at most ``max_iter`` shift iterations (all seeds at once; converged seeds
-frozen), the duplicate rule's fixed point (at most the number of modes, a few in practice),
-chunks of ``budget`` seed-point distances, and the merged-path chains (at most ``M``). Each
-iteration costs ``O(M' N D)`` for the ``M'`` seeds still moving and ``N`` points, as two
-matrix products: distances screened in float32 (pairs within ``SCREEN`` of the radius decided
+radius is 1. Loops: at most ``max_iter`` shift iterations (converged seeds frozen), in each
+the thing classes that still have seeds moving (all of a class's seeds at once), the duplicate rule's fixed point (at most the number of modes, a few in practice),
+chunks of ``budget`` seed-point distances per class, and the merged-path chains (at most
+``M``). Seeds and points are grouped by class, and each class's seeds still moving (``M'_k``)
+meet only its own points (``N_k``): an iteration costs ``O(sum_k M'_k N_k D)``, as two matrix
+products: distances screened in float32 (pairs within ``SCREEN`` of the radius decided
 in float64, so the neighbourhoods are the float64 ones) and neighbourhood sums. Seeds whose
 means become equal follow one path from then on, as they would in scikit-learn, and only one
 of them is iterated: on a street scene's ~3000 thing cells the ~450 seeds are halved after 5
@@ -126,6 +127,8 @@ def mean_shift(x: torch.Tensor, cls: torch.Tensor, bandwidth: torch.Tensor, *,
     bw = bandwidth.to(device=device, dtype=torch.float64)[cls]
     xs = x.double() / bw[:, None]
     seeds, seed_cls = bin_seeds(xs, cls, bin_fraction, min_bin_freq)
+    by_cls = torch.sort(seed_cls, stable=True).indices     # seeds grouped by class
+    seeds, seed_cls = seeds[by_cls], seed_cls[by_cls]
     m = seeds.shape[0]
     # Neighbourhoods of the shift: seeds and points of different classes never meet, so the
     # class becomes one more coordinate, CLASS_GAP radii apart, and one distance test covers
@@ -137,7 +140,14 @@ def mean_shift(x: torch.Tensor, cls: torch.Tensor, bandwidth: torch.Tensor, *,
     centre /= torch.bincount(cls, minlength=n_cls).clamp(min=1)[:, None]
     level = CLASS_GAP * (torch.arange(n_cls, dtype=torch.float64, device=device)
                          - (n_cls - 1) / 2)                    # class coordinate, centred
-    pts64 = torch.cat([xs - centre[cls], level[cls][:, None]], 1)                # [N, D+1]
+    # points grouped by class too: a seed is compared with its own class's points only
+    # (the class coordinate keeps others out of reach anyway; this skips computing them)
+    pt_order = torch.sort(cls, stable=True).indices
+    n_of = torch.bincount(cls, minlength=n_cls)
+    pt_end = torch.cumsum(n_of, 0).tolist()
+    pt_start = [e - c for e, c in zip(pt_end, n_of.tolist())]
+    xc = xs[pt_order]
+    pts64 = torch.cat([xc - centre[cls[pt_order]], level[cls[pt_order]][:, None]], 1)  # [N, D+1]
     # squared distance minus the radius as one product: [q, |q|^2 - 1, 1] . [-2p, 1, |p|^2]
     p32 = pts64.float()
     pts_aug = torch.cat([-2.0 * p32, torch.ones_like(p32[:, :1]),
@@ -146,7 +156,6 @@ def mean_shift(x: torch.Tensor, cls: torch.Tensor, bandwidth: torch.Tensor, *,
     # counts in one float32 product: the means come out within about 1e-7 bandwidths of
     # float64 ones, far inside the 1e-3 convergence tolerance
     pts_one = torch.cat([p32[:, :dim], torch.ones_like(p32[:, :1])], 1)
-    step = max(1, budget // max(m, 1))             # points per chunk: seeds x step <= budget
     mean = seeds.clone()
     active = torch.ones(m, dtype=torch.bool, device=device)
     count = torch.zeros(m, dtype=torch.long, device=device)
@@ -160,14 +169,22 @@ def mean_shift(x: torch.Tensor, cls: torch.Tensor, bandwidth: torch.Tensor, *,
         q_aug = torch.cat([q32, (q32 * q32).sum(1, keepdim=True) - 1.0,
                            torch.ones_like(q32[:, :1])], 1)                     # [M', D+3]
         sums_cnt = torch.zeros(idx.numel(), dim + 1, dtype=torch.float64, device=device)
-        for start in range(0, n, step):
-            end = min(n, start + step)
-            excess = q_aug @ pts_aug[:, start:end]          # squared distance - 1, float32
-            w = excess <= 0.0
-            qi, pj = torch.nonzero(excess.abs_() <= SCREEN, as_tuple=True)
-            if qi.numel():
-                w[qi, pj] = ((q64[qi] - pts64[start + pj]) ** 2).sum(1) <= 1.0
-            sums_cnt += (w.float() @ pts_one[start:end]).double()
+        seeds_of = torch.bincount(seed_cls[idx], minlength=n_cls).tolist()
+        first = 0                                   # the active seeds of class k: a slice
+        for k, mk in enumerate(seeds_of):
+            if not mk:
+                continue
+            rows = slice(first, first + mk)
+            first += mk
+            step = max(1, budget // mk)             # points per chunk: seeds x step <= budget
+            for start in range(pt_start[k], pt_end[k], step):
+                end = min(pt_end[k], start + step)
+                excess = q_aug[rows] @ pts_aug[:, start:end]   # squared distance - 1, float32
+                w = excess <= 0.0
+                qi, pj = torch.nonzero(excess.abs_() <= SCREEN, as_tuple=True)
+                if qi.numel():
+                    w[qi, pj] = ((q64[rows][qi] - pts64[start + pj]) ** 2).sum(1) <= 1.0
+                sums_cnt[rows] += (w.float() @ pts_one[start:end]).double()
         sums, cnt = sums_cnt[:, :dim], sums_cnt[:, dim].round().long()
         empty = cnt == 0
         new = torch.where(empty[:, None], mean[idx],
