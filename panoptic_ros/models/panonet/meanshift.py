@@ -21,9 +21,9 @@ never interact) and for all seeds in parallel:
 
 Classes have their own bandwidths: points are divided by their class's bandwidth, so every
 radius is 1. Loops: at most ``max_iter`` shift iterations (converged seeds frozen), in each
-the thing classes that still have seeds moving (all of a class's seeds at once), the duplicate rule's fixed point (at most the number of modes, a few in practice),
-chunks of ``budget`` seed-point distances per class, and the merged-path chains (at most
-``M``). Seeds and points are grouped by class, and each class's seeds still moving (``M'_k``)
+the thing classes that still have seeds moving (all of a class's seeds at once), the
+duplicate rule's fixed point (at most the number of modes, a few in practice), chunks of
+``budget`` seed-point distances per class, and the merged-path chains (at most ``M``). Seeds and points are grouped by class, and each class's seeds still moving (``M'_k``)
 meet only its own points (``N_k``): an iteration costs ``O(sum_k M'_k N_k D)``, as two matrix
 products: distances screened in float32 (pairs within ``SCREEN`` of the radius decided
 in float64, so the neighbourhoods are the float64 ones) and neighbourhood sums. Seeds whose
@@ -37,7 +37,6 @@ from __future__ import annotations
 import torch
 
 DEFAULT_BUDGET = 1 << 22
-CLASS_GAP = 2.0     # radii between two classes' class coordinates (> 1: never neighbours)
 SCREEN = 1e-3      # float32 distances this close to the radius are decided in float64
 
 
@@ -130,32 +129,27 @@ def mean_shift(x: torch.Tensor, cls: torch.Tensor, bandwidth: torch.Tensor, *,
     by_cls = torch.sort(seed_cls, stable=True).indices     # seeds grouped by class
     seeds, seed_cls = seeds[by_cls], seed_cls[by_cls]
     m = seeds.shape[0]
-    # Neighbourhoods of the shift: seeds and points of different classes never meet, so the
-    # class becomes one more coordinate, CLASS_GAP radii apart, and one distance test covers
-    # both. Distances are screened in float32, on coordinates centred per class (the
-    # [seeds, points] matrices at half the bytes), and the pairs within SCREEN of the radius
-    # are decided again in float64: the neighbourhoods are exactly the float64 ones.
+    # Neighbourhoods of the shift: points grouped by class, and a class's seeds meet only its
+    # points (a contiguous range). Distances are screened in float32, on coordinates centred
+    # per class (the [seeds, points] matrices at half the bytes), and the pairs within SCREEN
+    # of the radius are decided again in float64: the neighbourhoods are exactly the float64
+    # ones.
     n_cls = int(cls.max()) + 1
-    centre = torch.zeros(n_cls, dim, dtype=torch.float64, device=device).index_add_(0, cls, xs)
-    centre /= torch.bincount(cls, minlength=n_cls).clamp(min=1)[:, None]
-    level = CLASS_GAP * (torch.arange(n_cls, dtype=torch.float64, device=device)
-                         - (n_cls - 1) / 2)                    # class coordinate, centred
-    # points grouped by class too: a seed is compared with its own class's points only
-    # (the class coordinate keeps others out of reach anyway; this skips computing them)
-    pt_order = torch.sort(cls, stable=True).indices
     n_of = torch.bincount(cls, minlength=n_cls)
+    centre = torch.zeros(n_cls, dim, dtype=torch.float64, device=device).index_add_(0, cls, xs)
+    centre /= n_of.clamp(min=1)[:, None]
+    pt_order = torch.sort(cls, stable=True).indices
     pt_end = torch.cumsum(n_of, 0).tolist()
     pt_start = [e - c for e, c in zip(pt_end, n_of.tolist())]
-    xc = xs[pt_order]
-    pts64 = torch.cat([xc - centre[cls[pt_order]], level[cls[pt_order]][:, None]], 1)  # [N, D+1]
+    pts64 = xs[pt_order] - centre[cls[pt_order]]                                # [N, D]
     # squared distance minus the radius as one product: [q, |q|^2 - 1, 1] . [-2p, 1, |p|^2]
     p32 = pts64.float()
     pts_aug = torch.cat([-2.0 * p32, torch.ones_like(p32[:, :1]),
-                         (p32 * p32).sum(1, keepdim=True)], 1).T.contiguous()  # [D+3, N]
+                         (p32 * p32).sum(1, keepdim=True)], 1).T.contiguous()  # [D+2, N]
     # neighbourhood sums (of the class-centred coordinates, a few bandwidths at most) and
     # counts in one float32 product: the means come out within about 1e-7 bandwidths of
     # float64 ones, far inside the 1e-3 convergence tolerance
-    pts_one = torch.cat([p32[:, :dim], torch.ones_like(p32[:, :1])], 1)
+    pts_one = torch.cat([p32, torch.ones_like(p32[:, :1])], 1)
     mean = seeds.clone()
     active = torch.ones(m, dtype=torch.bool, device=device)
     count = torch.zeros(m, dtype=torch.long, device=device)
@@ -164,10 +158,10 @@ def mean_shift(x: torch.Tensor, cls: torch.Tensor, bandwidth: torch.Tensor, *,
         idx = torch.nonzero(active).flatten()
         if idx.numel() == 0:
             break
-        q64 = torch.cat([mean[idx] - centre[seed_cls[idx]], level[seed_cls[idx]][:, None]], 1)
+        q64 = mean[idx] - centre[seed_cls[idx]]
         q32 = q64.float()
         q_aug = torch.cat([q32, (q32 * q32).sum(1, keepdim=True) - 1.0,
-                           torch.ones_like(q32[:, :1])], 1)                     # [M', D+3]
+                           torch.ones_like(q32[:, :1])], 1)                     # [M', D+2]
         sums_cnt = torch.zeros(idx.numel(), dim + 1, dtype=torch.float64, device=device)
         seeds_of = torch.bincount(seed_cls[idx], minlength=n_cls).tolist()
         first = 0                                   # the active seeds of class k: a slice
