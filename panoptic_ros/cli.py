@@ -28,26 +28,21 @@ def _deferred(module: str, function: str) -> Callable[[argparse.Namespace], int]
     return handler
 
 
-def _positive(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}')
-    return value
+def _int_at_least(minimum: int, expected: str) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``; ``expected`` says so in the error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'expected {expected}, got {text!r}')
+        return value
+    return parse
 
 
-def _non_negative(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text!r}')
-    return value
+_positive = _int_at_least(1, 'a positive integer')
+_non_negative = _int_at_least(0, 'an integer >= 0')
 
 
 def _add_model(p: argparse.ArgumentParser, weights_help: str = 'weights file') -> None:
@@ -124,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--pred-json', required=True, help='prediction JSON (annotations)')
     p.add_argument('--pred-dir', required=True, help='folder of predicted PNGs')
     p.add_argument('--out', help='write results JSON here (official layout)')
-    p.add_argument('--workers', type=_positive, default=None, help='processes (default: all cores)')
+    p.add_argument('--workers', type=_positive, default=None,
+                   help='processes (default: all cores)')
     p.set_defaults(func=_cmd_pq)
 
     p = sub.add_parser('synth', help='render synthetic street scenes (Cityscapes layout)',
@@ -144,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--frame-rate', type=float, default=10.0,
                    help='frames per second of --sequence-length video (default 10, as '
                    'KITTI-STEP)')
-    p.add_argument('--workers', type=_positive, default=None, help='processes (default: all cores)')
+    p.add_argument('--workers', type=_positive, default=None,
+                   help='processes (default: all cores)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=_cmd_synth)
 
@@ -278,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                       'back')
     p.add_argument('--find-peak', action='store_true', help='live: then search the highest '
                    'input rate with under 5%% dropped frames')
-    p.add_argument('--peak-frames', type=_positive, default=30, help='frames per peak-search trial')
+    p.add_argument('--peak-frames', type=_positive, default=30,
+                   help='frames per peak-search trial')
     p.add_argument('--peak-steps', type=_positive, default=3, help='bisection steps of the search')
     _add_model(p, 'weights file; with --connect, the weights the running node uses')
     p.add_argument('--engine', default='torch', choices=['torch', 'onnxruntime', 'tensorrt'])
@@ -303,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--data', required=True, help='held-out dataset (Cityscapes layout)')
     p.add_argument('--split', default='val')
     p.add_argument('--num', type=_positive, default=200, help='images to evaluate (default 200)')
-    p.add_argument('--image-size', type=_positive, nargs=2, default=[512, 1024], metavar=('H', 'W'),
+    p.add_argument('--image-size', type=_positive, nargs=2, default=[512, 1024],
+                   metavar=('H', 'W'),
                    help='camera image for the latency figures (default 512 1024)')
     p.add_argument('--warmup', type=_non_negative, default=3)
     p.add_argument('--iters', type=_positive, default=10)

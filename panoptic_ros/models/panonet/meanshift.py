@@ -23,10 +23,11 @@ Classes have their own bandwidths: points are divided by their class's bandwidth
 radius is 1. Loops: at most ``max_iter`` shift iterations (converged seeds frozen), in each
 the thing classes that still have seeds moving (all of a class's seeds at once), the
 duplicate rule's fixed point (at most the number of modes, a few in practice), chunks of
-``budget`` seed-point distances per class, and the merged-path chains (at most ``M``). Seeds and points are grouped by class, and each class's seeds still moving (``M'_k``)
-meet only its own points (``N_k``): an iteration costs ``O(sum_k M'_k N_k D)``, as two matrix
-products: distances screened in float32 (pairs within ``SCREEN`` of the radius decided
-in float64, so the neighbourhoods are the float64 ones) and neighbourhood sums. Seeds whose
+``budget`` seed-point distances per class, and the merged-path chains (at most ``M``). Seeds
+and points are grouped by class, and each class's seeds still moving (``M'_k``) meet only its
+own points (``N_k``): an iteration costs ``O(sum_k M'_k N_k D)``, as two matrix products:
+distances screened in float32 (pairs within ``SCREEN`` of the radius decided in float64, so
+the neighbourhoods are the float64 ones) and neighbourhood sums. Seeds whose
 means become equal follow one path from then on, as they would in scikit-learn, and only one
 of them is iterated: on a street scene's ~3000 thing cells the ~450 seeds are halved after 5
 iterations of ~25.
