@@ -128,12 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
                        'them in the Cityscapes layout, with panoptic ground truth.')
     p.add_argument('--out', required=True, help='dataset root to write into')
     p.add_argument('--split', default='train', help='split name (train, val, test, ...)')
-    p.add_argument('--num', type=_positive, default=100,
+    p.add_argument('--num', type=int, default=100,
                    help='number of images (of sequences with --sequence-length)')
-    p.add_argument('--height', type=_positive, default=512)
-    p.add_argument('--width', type=_positive, default=1024)
+    p.add_argument('--height', type=int, default=512)
+    p.add_argument('--width', type=int, default=1024)
     p.add_argument('--seed', type=int, default=0, help='same seed, same images')
-    p.add_argument('--sequence-length', type=_positive, metavar='N',
+    p.add_argument('--sequence-length', type=int, metavar='N',
                    help='render video: N frames per scene while the camera drives and traffic '
                    'moves, objects keeping their ids (Cityscapes video naming '
                    '<city>_<sequence>_<frame>)')

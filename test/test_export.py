@@ -230,7 +230,7 @@ def test_model_names_resolve_to_bundled_files_and_unknown_names_are_listed(capsy
 @pytest.mark.parametrize('args, message', [
     (['bench', '--iters', '0'], "argument --iters: expected a positive integer, got '0'"),
     (['eval', '--data', 'x', '--num', 'abc'], "argument --num: expected a positive integer"),
-    (['synth', '--out', 'x', '--height', '-5'], "argument --height: expected a positive"),
+    (['zoo', '--data', 'x', '--num', '-5'], "argument --num: expected a positive integer"),
     (['bench', '--warmup', '-1'], "argument --warmup: expected an integer >= 0, got '-1'"),
 ])
 def test_counts_and_sizes_out_of_range_are_refused_by_the_parser(args, message, capsys):
