@@ -1,7 +1,8 @@
 """Grid search of post-processing parameters on a validation split, engine outputs cached.
 
 The network runs once per image; every combination of the given values then re-runs only the
-post-processing and the evaluator. Tune on the training run's own val split, never on the
+post-processing (its median time per image is reported: ``postprocess_ms``, at the images' own
+size) and the evaluator. Tune on the training run's own val split, never on the
 held-out images a card reports; write the choice into the card with
 ``panoptic card --weights W --postprocess key=value ...``.
 
@@ -13,6 +14,16 @@ held-out images a card reports; write the choice into the card with
 another class: the box of one instance lies at least 80% inside the box of an instance of
 another class with four times its box area (pedestrians before buses: OANet's ablation).
 
+``--per-class NAME`` tunes a parameter that takes one value per thing class (PanoNet's
+mean-shift ``bandwidth``, section III-D: searched per class on training data). Each class's
+instances depend on its own value only, so the grid of single values is searched once and every
+class takes the value that maximises its own PQ (a class that scores the same for every value,
+e.g. absent or never found, takes the value best for PQ things); the per-class choice is then
+evaluated as one more row, ``per_class``:
+
+    .venv/bin/python benchmarks/tune_postprocess.py --model panonet --data data/synth512 \
+        --split train --num 100 --grid bandwidth=0.5,0.75,1.0 --per-class bandwidth
+
 ``--gt-semantics`` replaces the network's semantics (``semantic``, ``semantic_prob``) by the
 ground truth on the outputs' grid (void cells keep the prediction): the upper bound of an
 architecture's instance part with perfect semantics (CASNet's Tab. IV).
@@ -23,6 +34,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
+import time
 
 import cv2
 import numpy as np
@@ -89,6 +102,8 @@ def main() -> None:
                     help='ground-truth semantics instead of the network\'s (upper bound)')
     ap.add_argument('--occlusions', action='store_true',
                     help='only images where a thing stands before a larger one of another class')
+    ap.add_argument('--per-class', metavar='NAME',
+                    help='choose NAME (the only grid parameter) per thing class')
     ap.add_argument('--out')
     args = ap.parse_args()
     weights = resolve_model(args.model, args.weights)
@@ -97,6 +112,8 @@ def main() -> None:
     labels = spec.label_set()
     grid = {k: [_value(v) for v in vs.split(',')] for k, vs in
             (g.split('=', 1) for g in args.grid)}
+    if args.per_class and list(grid) != [args.per_class]:
+        ap.error(f'--per-class {args.per_class}: the grid must have that parameter alone')
     ds = open_dataset({'format': 'cityscapes'}, args.data, args.split, labels)
     samples = [ds[i] for i in range(min(args.num, len(ds)))]
     if args.occlusions:
@@ -108,18 +125,41 @@ def main() -> None:
         outputs = [with_gt_semantics(o, s.semantic, labels.void_id)
                    for o, s in zip(outputs, samples)]
     things, is_thing = predictor.thing_classes, predictor.is_thing
-    rows = []
-    for combo in itertools.product(*grid.values()):
-        params = dict(zip(grid, combo))
+    thing_names = [labels.classes[int(c)].name for c in things]
+    thing_dataset_ids = labels.dataset_ids[things.cpu().numpy()]
+
+    def evaluate(params: dict) -> dict:
         post = spec.postprocessor(**params)
         ev = PanopticEvaluator(labels)
+        times = []
         for s, out in zip(samples, outputs):
-            ev.add(s, post(out, things, is_thing, s.semantic.shape)[0])
+            start = time.perf_counter()
+            result = post(out, things, is_thing, s.semantic.shape)[0]
+            times.append(time.perf_counter() - start)
+            ev.add(s, result)
         r = ev.summarize()
-        rows.append({'params': params, **{g: round(100 * r[g]['pq'], 2)
-                                          for g in ('All', 'Things', 'Stuff')}})
-        print(json.dumps(rows[-1]), flush=True)
+        per_class = {name: round(100 * r['per_class'][int(d)]['pq'], 2)
+                     for name, d in zip(thing_names, thing_dataset_ids)
+                     if int(d) in r['per_class']}
+        row = {'params': params, **{g: round(100 * r[g]['pq'], 2)
+                                    for g in ('All', 'Things', 'Stuff')},
+               'things_per_class': per_class,
+               'postprocess_ms': round(1000 * statistics.median(times), 2)}
+        print(json.dumps(row), flush=True)
+        return row
+
+    rows = [evaluate(dict(zip(grid, combo))) for combo in itertools.product(*grid.values())]
     best = max(rows, key=lambda row: row['All'])
+    if args.per_class:
+        best_things = max(rows, key=lambda row: row['Things'])
+        chosen = []
+        for name in thing_names:
+            scores = [row['things_per_class'].get(name, 0.0) for row in rows]
+            top = max(rows, key=lambda row: row['things_per_class'].get(name, 0.0))
+            chosen.append((best_things if min(scores) == max(scores) else top)['params'][
+                args.per_class])
+        rows.append({**evaluate({args.per_class: chosen}), 'per_class': True})
+        best = max(rows, key=lambda row: row['All'])
     print('best:', json.dumps(best))
     if args.out:
         with open(args.out, 'w') as f:
