@@ -127,6 +127,9 @@ class LabelSet:
         """
         classes = []
         for i, cat in enumerate(categories):
+            if not isinstance(cat, Mapping):
+                raise PanopticError(f'label set {name!r}: category {i} must be an object with '
+                                    f'"id", "name" and "isthing", got {cat!r}')
             try:
                 dataset_id, cat_name = int(cat['id']), str(cat['name'])
                 is_thing = bool(int(cat.get('isthing', 0)))
@@ -135,10 +138,13 @@ class LabelSet:
                     f'label set {name!r}: category {i} must have integer "id", "name" and '
                     f'"isthing" 0/1, got {dict(cat)!r}') from exc
             color = cat.get('color')
-            color = tuple(int(v) for v in color) if color else _generated_color(i)
-            if len(color) != 3 or not all(0 <= v <= 255 for v in color):
-                raise PanopticError(f'label set {name!r}: category {cat_name!r} colour must be '
-                                    f'three values 0-255, got {color!r}')
+            try:
+                color = tuple(int(v) for v in color) if color else _generated_color(i)
+            except (TypeError, ValueError):
+                color = None
+            if color is None or len(color) != 3 or not all(0 <= v <= 255 for v in color):
+                raise PanopticError(f'label set {name!r}: category {cat_name!r} "color" must be '
+                                    f'three integers 0-255, got {cat.get("color")!r}')
             classes.append(ClassInfo(i, dataset_id, cat_name, is_thing, color))
         if not classes:
             raise PanopticError(f'label set {name!r}: no categories')
@@ -181,7 +187,10 @@ def from_categories_json(path: str | Path, name: str | None = None) -> LabelSet:
     if not isinstance(data, list):
         raise PanopticError(f'{path}: expected a list of categories or an object with a '
                             '"categories" list')
-    return LabelSet.from_categories(data, name=name or path.stem)
+    try:
+        return LabelSet.from_categories(data, name=name or path.stem)
+    except PanopticError as exc:
+        raise PanopticError(f'{path}: {exc}') from None
 
 
 _BUILTIN = {'cityscapes': cityscapes, 'coco_panoptic': coco_panoptic, 'coco': coco_panoptic}

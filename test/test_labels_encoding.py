@@ -44,8 +44,23 @@ def test_custom_categories_json(tmp_path):
     assert ls.names == ('floor', 'robot') and ls.is_thing.tolist() == [False, True]
     assert ls.classes[1].color == (255, 0, 0) and len(ls.classes[0].color) == 3
     path.write_text(json.dumps([{'name': 'no id'}]))
-    with pytest.raises(PanopticError, match='must have integer "id"'):
+    with pytest.raises(PanopticError, match='cats.json: .*must have integer "id"'):
         from_categories_json(path)
+
+
+@pytest.mark.parametrize('categories, field', [
+    (['floor', 'robot'], 'category 0 must be an object'),       # names instead of objects
+    ([{'id': 1, 'name': 'robot', 'isthing': 1, 'color': 'red'}], '"color" must be three'),
+    ([{'id': 1, 'name': 'robot', 'isthing': 1, 'color': [300, 0, 0]}], '"color" must be three'),
+    ([{'id': 1, 'name': 'robot', 'isthing': 'yes'}], '"isthing" 0/1'),
+])
+def test_a_malformed_categories_json_is_one_error_naming_file_and_field(tmp_path, categories,
+                                                                         field):
+    path = tmp_path / 'robot_labels.json'
+    path.write_text(json.dumps({'categories': categories}))
+    with pytest.raises(PanopticError, match=f'robot_labels.json: .*{field}') as err:
+        get_label_set(path)
+    assert '\n' not in str(err.value)
     with pytest.raises(PanopticError, match='unknown label set'):
         get_label_set('mapillary')
 
