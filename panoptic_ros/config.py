@@ -15,6 +15,8 @@ a weights file alone rebuilds its model.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -89,6 +91,9 @@ class ModelSpec:
         keeps the kind (frozen or not) the model was trained with."""
         from panoptic_ros.models.registry import build_model
 
+        from panoptic_ros.models.registry import get_architecture
+
+        _check_arguments('model.params', self.params, get_architecture(self.architecture).build)
         kwargs = self.model_kwargs()
         if not initial_weights and any(k in kwargs for k in INIT_PARAMS):
             pretrained = any(bool(kwargs.pop(k, None)) for k in INIT_PARAMS)
@@ -96,11 +101,13 @@ class ModelSpec:
         return build_model(self.architecture, **kwargs)
 
     def postprocessor(self, **overrides):
-        from panoptic_ros.models.registry import build_postprocess
+        from panoptic_ros.models.registry import build_postprocess, get_architecture
 
+        values = {**self.postprocess, **overrides}
+        _check_arguments('model.postprocess', values,
+                         get_architecture(self.architecture).postprocess)
         labels = self.label_set()
-        return build_postprocess(self.architecture, void_id=labels.void_id,
-                                 **{**self.postprocess, **overrides})
+        return build_postprocess(self.architecture, void_id=labels.void_id, **values)
 
     def objective(self, **params):
         from panoptic_ros.models.registry import build_objective
@@ -117,11 +124,16 @@ _NUMBER = {'int': (int,), 'float': (int, float)}
 
 def _check_type(name: str, value: Any, annotation: str) -> None:
     """:class:`PanopticError` naming the field unless ``value`` fits ``annotation`` (the
-    field's annotation as written: ``int``, ``float``, ``bool``, ``str``, ``str | None``,
-    ``dict``, ``tuple[int, ...]``, ``tuple[float, float]``)."""
+    field's annotation as written: ``int``, ``float``, ``bool``, ``str``, any of them ``|
+    None``, ``dict``, ``tuple[int, ...]``, ``tuple[float, float]``, ``float |
+    Sequence[float]``)."""
     def number(v, kind: str) -> bool:
         return isinstance(v, _NUMBER[kind]) and not isinstance(v, bool)
 
+    if annotation.endswith(' | None') and annotation != 'str | None':
+        if value is None:
+            return
+        annotation = annotation[:-len(' | None')]
     if annotation in _NUMBER:
         ok, expected = number(value, annotation), f'a number ({annotation})'
     elif annotation == 'bool':
@@ -131,6 +143,10 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         expected = 'a string'
     elif annotation == 'dict':
         ok, expected = isinstance(value, Mapping), 'a mapping'
+    elif annotation == 'float | Sequence[float]':
+        ok = number(value, 'float') or (isinstance(value, (list, tuple)) and bool(value)
+                                         and all(number(v, 'float') for v in value))
+        expected = 'a number or a list of numbers'
     elif annotation.startswith('tuple['):
         kinds = annotation[len('tuple['):-1].split(', ')
         kind = kinds[0]
@@ -145,6 +161,26 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         raise TypeError(f'no check for the annotation {annotation!r} of {name}')
     if not ok:
         raise PanopticError(f'{name} must be {expected}, got {value!r}')
+
+
+_CHECKED = ('int', 'float', 'bool', 'str', 'int | None', 'float | None', 'bool | None',
+            'str | None', 'float | Sequence[float]')
+
+
+def _check_arguments(section: str, values: Mapping, fn) -> None:
+    """Each of ``values`` checked against the annotation of ``fn``'s parameter of that name
+    (a model constructor, a post-processing dataclass) where it is a plain one (``int``,
+    ``float``, ``bool``, ``str``, ...), so that ``sigma: "abc"`` in a card or a recipe fails at
+    load naming the field instead of in the middle of a frame; unknown names are left to the
+    call itself. A builder taking only ``**kwargs`` is checked against the class it returns."""
+    parameters = inspect.signature(fn).parameters
+    if all(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        built = typing.get_type_hints(fn).get('return')
+        parameters = inspect.signature(built).parameters if inspect.isclass(built) else {}
+    for key, value in values.items():
+        annotation = parameters[key].annotation if key in parameters else None
+        if annotation in _CHECKED:
+            _check_type(f'{section}.{key}', value, annotation)
 
 
 @dataclass(frozen=True)

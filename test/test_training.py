@@ -1,5 +1,6 @@
 """Recipes, the training command (loss falls, interrupted runs resume exactly) and weights."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -317,6 +318,29 @@ def test_weights_files_fail_clearly(tmp_path):
     for k, v in model.state_dict().items():
         expected = v.half().float() if v.is_floating_point() else v
         assert torch.equal(loaded.state_dict()[k], expected), k
+
+
+@pytest.mark.parametrize('section, key, value, expected', [
+    ('postprocess', 'sigma', 'abc', r'model\.postprocess\.sigma must be a number \(float\)'),
+    ('postprocess', 'fusion_stride', 2.5, r'model\.postprocess\.fusion_stride must be a '
+                                          r'number \(int\)'),
+    ('params', 'fpn_channels', 'many', r'model\.params\.fpn_channels must be a number'),
+    ('params', 'frozen_bn', 'yes', r'model\.params\.frozen_bn must be true or false'),
+])
+def test_a_card_with_a_mistyped_field_fails_at_load_naming_it(tmp_path, tiny_data, capsys,
+                                                              section, key, value, expected):
+    """A weights file whose card holds a value of the wrong type (edited by hand, or written
+    by another tool) is refused by ``panoptic eval`` in one line naming the field; before,
+    ``sigma: "abc"`` loaded and failed in the middle of the first frame with a TypeError."""
+    import dataclasses
+
+    good = _recipe(tmp_path).model
+    edited = dataclasses.replace(good, **{section: {**getattr(good, section), key: value}})
+    path = tmp_path / 'edited.safetensors'
+    save_weights(path, good.build(), edited, {})
+    assert cli.main(['eval', '--weights', str(path), '--data', str(tiny_data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(expected, err), err
 
 
 @pytest.mark.slow
