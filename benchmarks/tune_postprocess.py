@@ -15,14 +15,16 @@ another class: the box of one instance lies at least 80% inside the box of an in
 another class with four times its box area (pedestrians before buses: OANet's ablation).
 
 ``--per-class NAME`` tunes a parameter that takes one value per thing class (PanoNet's
-mean-shift ``bandwidth``, section III-D: searched per class on training data). Each class's
-instances depend on its own value only, so the grid of single values is searched once and every
-class takes the value that maximises its own PQ (a class that scores the same for every value,
-e.g. absent or never found, takes the value best for PQ things); the per-class choice is then
-evaluated as one more row, ``per_class``:
+mean-shift ``bandwidth``, section III-D: searched per class on training data); the grid's
+other parameters, if any, take one value each. Each class's instances depend on its own
+value only, so the grid of single values is searched once and every class takes the value
+that maximises its own PQ (a class that scores the same for every value, e.g. absent or
+never found, takes the value best for PQ things); the per-class choice is then evaluated as
+one more row, ``per_class``:
 
     .venv/bin/python benchmarks/tune_postprocess.py --model panonet --data data/synth512 \
-        --split train --num 100 --grid bandwidth=0.5,0.75,1.0 --per-class bandwidth
+        --split train --num 100 --grid bandwidth=0.5,0.75,1.0 min_bin_freq=4 \
+        --per-class bandwidth
 
 ``--gt-semantics`` replaces the network's semantics (``semantic``, ``semantic_prob``) by the
 ground truth on the outputs' grid (void cells keep the prediction): the upper bound of an
@@ -112,8 +114,10 @@ def main() -> None:
     labels = spec.label_set()
     grid = {k: [_value(v) for v in vs.split(',')] for k, vs in
             (g.split('=', 1) for g in args.grid)}
-    if args.per_class and list(grid) != [args.per_class]:
-        ap.error(f'--per-class {args.per_class}: the grid must have that parameter alone')
+    if args.per_class and (args.per_class not in grid or any(
+            len(values) > 1 for name, values in grid.items() if name != args.per_class)):
+        ap.error(f'--per-class {args.per_class}: the grid must vary that parameter alone '
+                 f'(others may be set to one value)')
     ds = open_dataset({'format': 'cityscapes'}, args.data, args.split, labels)
     samples = [ds[i] for i in range(min(args.num, len(ds)))]
     if args.occlusions:
@@ -158,7 +162,7 @@ def main() -> None:
             top = max(rows, key=lambda row: row['things_per_class'].get(name, 0.0))
             chosen.append((best_things if min(scores) == max(scores) else top)['params'][
                 args.per_class])
-        rows.append({**evaluate({args.per_class: chosen}), 'per_class': True})
+        rows.append({**evaluate({**best['params'], args.per_class: chosen}), 'per_class': True})
         best = max(rows, key=lambda row: row['All'])
     print('best:', json.dumps(best))
     if args.out:
