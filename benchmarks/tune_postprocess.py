@@ -26,6 +26,11 @@ one more row, ``per_class``:
         --split train --num 100 --grid bandwidth=0.5,0.75,1.0 min_bin_freq=4 \
         --per-class bandwidth
 
+``--touching`` keeps only the images where two instances of one thing class touch (share a
+4-connected border) and look alike (mean colours within 12 per channel): the parked rows of
+near-identical cars that synth draws, PanoNet's case for position-sensitive embeddings (section
+III-C, Fig. 5).
+
 ``--gt-semantics`` replaces the network's semantics (``semantic``, ``semantic_prob``) by the
 ground truth on the outputs' grid (void cells keep the prediction): the upper bound of an
 architecture's instance part with perfect semantics (CASNet's Tab. IV).
@@ -92,6 +97,26 @@ def has_occlusion(semantic: np.ndarray, instance: np.ndarray) -> bool:
     return False
 
 
+def has_identical_neighbours(image: np.ndarray, semantic: np.ndarray,
+                             instance: np.ndarray, colour_tol: float = 12.0) -> bool:
+    """Whether two instances of one class touch (4-neighbours somewhere) and look alike (mean
+    colours within ``colour_tol`` per channel): ``image [H, W, 3]``, ``semantic``,
+    ``instance`` ``[H, W]`` (instance 0: none)."""
+    pairs = set()
+    for axis in (0, 1):
+        a, c = np.moveaxis(instance, axis, 0), np.moveaxis(semantic, axis, 0)
+        touch = (a[1:] > 0) & (a[:-1] > 0) & (a[1:] != a[:-1]) & (c[1:] == c[:-1])
+        pairs.update(zip(a[1:][touch].tolist(), a[:-1][touch].tolist()))
+    if not pairs:
+        return False
+    ids = instance.ravel()
+    n = int(ids.max()) + 1
+    count = np.bincount(ids, minlength=n).clip(min=1)
+    mean = np.stack([np.bincount(ids, image[..., k].ravel().astype(np.float64), n) / count
+                     for k in range(3)], 1)
+    return any(np.abs(mean[i] - mean[j]).max() <= colour_tol for i, j in pairs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--model')
@@ -104,6 +129,8 @@ def main() -> None:
                     help='ground-truth semantics instead of the network\'s (upper bound)')
     ap.add_argument('--occlusions', action='store_true',
                     help='only images where a thing stands before a larger one of another class')
+    ap.add_argument('--touching', action='store_true',
+                    help='only images where two look-alike instances of one class touch')
     ap.add_argument('--per-class', metavar='NAME',
                     help='choose NAME (the only grid parameter) per thing class')
     ap.add_argument('--out')
@@ -123,6 +150,10 @@ def main() -> None:
     if args.occlusions:
         samples = [s for s in samples if has_occlusion(s.semantic, s.instance)]
         print(f'{len(samples)} images with occlusions', flush=True)
+    if args.touching:
+        samples = [s for s in samples
+                   if has_identical_neighbours(s.image, s.semantic, s.instance)]
+        print(f'{len(samples)} images with touching look-alike instances', flush=True)
     with torch.no_grad():
         outputs = [engine(predictor.preprocess([s.image])) for s in samples]
     if args.gt_semantics:
@@ -169,7 +200,7 @@ def main() -> None:
         with open(args.out, 'w') as f:
             json.dump({'weights': str(weights), 'data': args.data, 'split': args.split,
                        'num': len(samples), 'gt_semantics': args.gt_semantics,
-                       'occlusions': args.occlusions, 'defaults': spec.postprocess, 'rows': rows,
+                       'occlusions': args.occlusions, 'touching': args.touching, 'defaults': spec.postprocess, 'rows': rows,
                        'best': best}, f, indent=1)
 
 
