@@ -89,13 +89,16 @@ casnet-model: data512
 	$(call package,runs/$(CASNET_NAME).separated,models/$(CASNET_NAME),Common Attribute Support Network for panoptic segmentation (separated training))
 
 # The bundled PanoNet (about 75 min on 2 CPU cores, resumable the same way): stage 1 without
-# the coordinate input, stage 2 with it from stage 1's weights (section III-C); the mean-shift
-# bandwidth tuned on the val split (seed 11) with benchmarks/tune_postprocess.py.
+# the coordinate input, stage 2 with it from stage 1's weights (section III-C); the mean-shift's
+# seed bins and its bandwidth per thing class (person, rider, car, truck, bus, train,
+# motorcycle, bicycle: section III-D) tuned on 100 training images with
+# benchmarks/tune_postprocess.py (docs/models.md, PanoNet).
 PANONET_NAME := panonet_lite0_synth_512x1024
+PANONET_POST := 'bandwidth=[2.5,0.625,0.625,0.75,1.25,0.75,0.75,0.75]' min_bin_freq=6
 panonet-model: data512
 	$(call train,$(PANONET_NAME).stage1,runs/$(PANONET_NAME).stage1)
 	$(call train,$(PANONET_NAME),runs/$(PANONET_NAME))
-	$(call package,runs/$(PANONET_NAME),models/$(PANONET_NAME),Chen et al.$(,) PanoNet: Real-time Panoptic Segmentation through Position-Sensitive Feature Embedding,bandwidth=0.75)
+	$(call package,runs/$(PANONET_NAME),models/$(PANONET_NAME),Chen et al.$(,) PanoNet: Real-time Panoptic Segmentation through Position-Sensitive Feature Embedding,$(PANONET_POST))
 
 # The bundled OANet (about 150 min on 2 CPU cores, resumable the same way): stage 1, then
 # stage 2 from its weights at half the learning rate; score threshold and paste order tuned on
