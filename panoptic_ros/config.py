@@ -89,9 +89,7 @@ class ModelSpec:
         weight anyway: the arguments that only choose initial weights (:data:`INIT_PARAMS`)
         are dropped, so no ImageNet file is read (nor need be installed), and batch norm
         keeps the kind (frozen or not) the model was trained with."""
-        from panoptic_ros.models.registry import build_model
-
-        from panoptic_ros.models.registry import get_architecture
+        from panoptic_ros.models.registry import build_model, get_architecture
 
         _check_arguments('model.params', self.params, get_architecture(self.architecture).build)
         kwargs = self.model_kwargs()
@@ -130,7 +128,7 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
     def number(v, kind: str) -> bool:
         return isinstance(v, _NUMBER[kind]) and not isinstance(v, bool)
 
-    if annotation.endswith(' | None') and annotation != 'str | None':
+    if annotation.endswith(' | None'):
         if value is None:
             return
         annotation = annotation[:-len(' | None')]
@@ -138,9 +136,8 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         ok, expected = number(value, annotation), f'a number ({annotation})'
     elif annotation == 'bool':
         ok, expected = isinstance(value, bool), 'true or false'
-    elif annotation in ('str', 'str | None'):
-        ok = isinstance(value, str) or (value is None and annotation != 'str')
-        expected = 'a string'
+    elif annotation == 'str':
+        ok, expected = isinstance(value, str), 'a string'
     elif annotation == 'dict':
         ok, expected = isinstance(value, Mapping), 'a mapping'
     elif annotation == 'float | Sequence[float]':
