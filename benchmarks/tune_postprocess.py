@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument('--touching', action='store_true',
                     help='only images where two look-alike instances of one class touch')
     ap.add_argument('--per-class', metavar='NAME',
-                    help='choose NAME (the only grid parameter) per thing class')
+                    help='choose NAME per thing class (the grid varies NAME alone)')
     ap.add_argument('--out')
     args = ap.parse_args()
     weights = resolve_model(args.model, args.weights)
@@ -200,8 +200,8 @@ def main() -> None:
         with open(args.out, 'w') as f:
             json.dump({'weights': str(weights), 'data': args.data, 'split': args.split,
                        'num': len(samples), 'gt_semantics': args.gt_semantics,
-                       'occlusions': args.occlusions, 'touching': args.touching, 'defaults': spec.postprocess, 'rows': rows,
-                       'best': best}, f, indent=1)
+                       'occlusions': args.occlusions, 'touching': args.touching,
+                       'defaults': spec.postprocess, 'rows': rows, 'best': best}, f, indent=1)
 
 
 if __name__ == '__main__':
