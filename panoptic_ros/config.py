@@ -160,8 +160,7 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         raise PanopticError(f'{name} must be {expected}, got {value!r}')
 
 
-_CHECKED = ('int', 'float', 'bool', 'str', 'int | None', 'float | None', 'bool | None',
-            'str | None', 'float | Sequence[float]')
+_PLAIN = ('int', 'float', 'bool', 'str', 'float | Sequence[float]')   # each also '... | None'
 
 
 def _check_arguments(section: str, values: Mapping, fn) -> None:
@@ -176,7 +175,7 @@ def _check_arguments(section: str, values: Mapping, fn) -> None:
         parameters = inspect.signature(built).parameters if inspect.isclass(built) else {}
     for key, value in values.items():
         annotation = parameters[key].annotation if key in parameters else None
-        if annotation in _CHECKED:
+        if isinstance(annotation, str) and annotation.removesuffix(' | None') in _PLAIN:
             _check_type(f'{section}.{key}', value, annotation)
 
 
